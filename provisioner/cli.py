@@ -1,0 +1,82 @@
+"""The ``provisioner`` command line: parse arguments, call one function, print, exit.
+
+Commands live in ``provisioner/commands/`` and are imported only when invoked, so ``validate``,
+``render`` and ``plan`` never pay for ansible_runner or paramiko.
+
+Exit codes: 0 ok; 1 the command ran and found problems; 2 bad input or usage.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+
+import click
+
+from .errors import InputError
+
+# command name -> "module:attribute" under provisioner.commands
+COMMANDS = {
+    "validate": "core:validate",
+    "render": "core:render",
+    "plan": "core:plan",
+    "release": "core:release",
+    "check": "check:check",
+    "capacity": "capacity:capacity",
+    "pki": "pki:pki",
+    "lab": "lab:lab",
+    "apply": "apply:apply",
+    "rollback": "apply:rollback",
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(n for n, target in COMMANDS.items() if _exists(target))
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        target = COMMANDS.get(name)
+        if target is None or not _exists(target):
+            return None
+        module, attr = target.split(":")
+        return getattr(importlib.import_module(f"provisioner.commands.{module}"), attr)
+
+
+def _exists(target: str) -> bool:
+    return importlib.util.find_spec(f"provisioner.commands.{target.split(':')[0]}") is not None
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="provisioner")
+def cli() -> None:
+    """Site model -> validated, allocated, rendered and proven configs for L3 Kubernetes racks.
+
+    SITE is a site directory such as inventories/example (or its site.yaml).
+    """
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        rv = cli.main(args=argv, prog_name="provisioner", standalone_mode=False)
+    except InputError as exc:
+        click.echo(exc.render(), err=True)
+        return 2
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.UsageError as exc:
+        exc.show()
+        return 2
+    except click.Abort:
+        click.echo("aborted", err=True)
+        return 1
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except BrokenPipeError:
+        return 1
+    return rv if isinstance(rv, int) else 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,182 @@
+"""validate, render, plan, release: the commands of the render pipeline."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..diff import TreeDiff, diff_trees, unified
+from ..ipam import dump_lock, read_lock
+from ..ipam import release as release_node
+from ..load import SiteSource, load_site
+from ..pipeline import Compiled, compile_site
+from ..render import render as render_plan
+from ..report import details, format_option, md_table, text_table, to_json
+from ..write import read_tree, site_lock, write_file_atomic, write_tree
+
+site_argument = click.argument("site", type=click.Path(path_type=Path))
+out_option = click.option("--out", type=click.Path(path_type=Path), default=None,
+                          help="output directory [default: rendered/<site>/ beside inventories/]")
+
+
+def default_out(source: SiteSource) -> Path:
+    """``inventories/<site>`` renders into ``rendered/<site>`` of the same project."""
+    directory = source.directory.resolve()
+    root = directory.parent.parent if directory.parent.name == "inventories" else Path.cwd()
+    return root / "rendered" / directory.name
+
+
+def summary_line(compiled: Compiled) -> str:
+    p = compiled.plan
+    return (f"site {p.name}: {len(p.dcs)} DCs, {len(p.tors)} racks, {len(p.nodes)} nodes, "
+            f"{len(p.spines)} spines, {len(p.vms)} VMs, {len(p.sessions)} BGP sessions")
+
+
+@click.command()
+@site_argument
+def validate(site: Path) -> int:
+    """Load and validate SITE: every error at once, with file:line and field. Writes nothing."""
+    compiled = compile_site(site)
+    click.echo(f"ok: {summary_line(compiled)}")
+    return 0
+
+
+@click.command()
+@site_argument
+@out_option
+def render(site: Path, out: Path | None) -> int:
+    """Allocate, render SITE and swap the tree in atomically; update the lock file if needed."""
+    source_dir = site if site.is_dir() else site.parent
+    with site_lock(source_dir):
+        compiled = compile_site(site)
+        artifacts = render_plan(compiled.plan)
+        target = out or default_out(compiled.source)
+        lock_text = dump_lock(compiled.plan.name, compiled.plan.allocations)
+        current_lock = compiled.source.lock_file.read_text() if compiled.source.lock_file.exists() else None
+        if lock_text != current_lock:
+            write_file_atomic(compiled.source.lock_file, lock_text)
+        current = read_tree(target)
+        written = write_tree(target, artifacts, current)
+    change = compiled.plan.change
+    click.echo(f"{summary_line(compiled)}")
+    click.echo(f"rendered {len(artifacts)} files into {target} ({written} written, "
+               f"{len(artifacts) - written} unchanged)")
+    if lock_text != current_lock:
+        click.echo(f"lock file {compiled.source.lock_file} updated: {len(change.added_pods)} pod prefixes, "
+                   f"{len(change.added_addresses)} node addresses, {len(change.added_links)} fabric links "
+                   f"added; {len(change.freed_links)} fabric links freed")
+    if change.orphaned:
+        click.echo(f"orphaned (still reserved until `provisioner release`): {', '.join(change.orphaned)}")
+    return 0
+
+
+def plan_data(compiled: Compiled, tree: TreeDiff, target: Path) -> dict[str, Any]:
+    change = compiled.plan.change
+    allocs = compiled.plan.allocations
+    return {
+        "site": compiled.plan.name,
+        "summary": summary_line(compiled),
+        "output": str(target),
+        "allocations": {
+            "pod_cidrs_added": {h: str(allocs.pod_cidrs[h]) for h in change.added_pods},
+            "node_addresses_added": {h: str(allocs.node_addresses[h]) for h in change.added_addresses},
+            "fabric_links_added": {k: str(allocs.fabric_links[k]) for k in change.added_links},
+            "fabric_links_freed": list(change.freed_links),
+            "orphaned": {h: str(allocs.pod_cidrs[h]) for h in change.orphaned},
+        },
+        "files": {"added": list(tree.added), "removed": list(tree.removed), "changed": list(tree.changed)},
+        "changes": bool(change.lock_changes or not tree.empty),
+    }
+
+
+def plan_text(data: dict[str, Any]) -> str:
+    a, f = data["allocations"], data["files"]
+    lines = [f"plan for {data['summary']}"]
+    rows = [(h, c) for h, c in a["pod_cidrs_added"].items()]
+    lines.append(f"allocations: {len(a['pod_cidrs_added'])} pod prefixes, {len(a['node_addresses_added'])} "
+                 f"node addresses, {len(a['fabric_links_added'])} fabric links to add; "
+                 f"{len(a['fabric_links_freed'])} fabric links to free")
+    if rows:
+        lines.append(text_table(("node", "pod prefix"), rows))
+    if a["orphaned"]:
+        lines.append("orphaned (reserved until `provisioner release`): "
+                     + ", ".join(f"{h} {c}" for h, c in a["orphaned"].items()))
+    lines.append(f"files in {data['output']}: {len(f['added'])} to add, {len(f['removed'])} to remove, "
+                 f"{len(f['changed'])} to change")
+    for mark, key in (("+", "added"), ("-", "removed"), ("~", "changed")):
+        lines.extend(f"  {mark} {p}" for p in f[key])
+    lines.append("no changes" if not data["changes"] else "changes pending: run `provisioner render`")
+    return "\n".join(lines) + "\n"
+
+
+def plan_markdown(data: dict[str, Any], diff_text: str) -> str:
+    a, f = data["allocations"], data["files"]
+    out = [f"### provisioner plan: `{data['site']}`", "", data["summary"], ""]
+    out.append(md_table(("what", "count"), [
+        ("pod prefixes allocated", len(a["pod_cidrs_added"])),
+        ("node addresses assigned", len(a["node_addresses_added"])),
+        ("fabric links added", len(a["fabric_links_added"])),
+        ("fabric links freed", len(a["fabric_links_freed"])),
+        ("orphaned nodes (reserved)", len(a["orphaned"])),
+        ("files added", len(f["added"])),
+        ("files removed", len(f["removed"])),
+        ("files changed", len(f["changed"])),
+    ]))
+    if a["pod_cidrs_added"]:
+        out += ["", details(f"{len(a['pod_cidrs_added'])} new pod prefixes",
+                            md_table(("node", "pod prefix"), list(a["pod_cidrs_added"].items())))]
+    touched = [*(f"+ {p}" for p in f["added"]), *(f"- {p}" for p in f["removed"]),
+               *(f"~ {p}" for p in f["changed"])]
+    if touched:
+        out += ["", details(f"{len(touched)} files touched", "```\n" + "\n".join(touched) + "\n```")]
+    if diff_text:
+        out += ["", details("file diff", "```diff\n" + diff_text + "```")]
+    if not data["changes"]:
+        out += ["", "No changes."]
+    return "\n".join(out) + "\n"
+
+
+@click.command()
+@site_argument
+@out_option
+@format_option
+@click.option("--diff", "show_diff", is_flag=True, help="show a unified diff of every changed file")
+@click.option("--exit-code", is_flag=True, help="exit 1 when a render would change anything")
+def plan(site: Path, out: Path | None, fmt: str, show_diff: bool, exit_code: bool) -> int:
+    """Show what a render of SITE would change: allocations and files. Writes nothing."""
+    compiled = compile_site(site)
+    artifacts = render_plan(compiled.plan)
+    target = out or default_out(compiled.source)
+    current = read_tree(target)
+    tree = diff_trees(current, artifacts)
+    data = plan_data(compiled, tree, target)
+    diff_text = unified(current, artifacts, tree.touched) if show_diff else ""
+    if fmt == "json":
+        if show_diff:
+            data["diff"] = diff_text
+        click.echo(to_json(data), nl=False)
+    elif fmt == "markdown":
+        click.echo(plan_markdown(data, diff_text), nl=False)
+    else:
+        click.echo(plan_text(data), nl=False)
+        if diff_text:
+            click.echo(diff_text, nl=False)
+    return 1 if exit_code and data["changes"] else 0
+
+
+@click.command()
+@site_argument
+@click.argument("node")
+def release(site: Path, node: str) -> int:
+    """Free the pod prefix and address of NODE, which must already be gone from site.yaml."""
+    source_dir = site if site.is_dir() else site.parent
+    with site_lock(source_dir):
+        parsed, source, _ = load_site(site)
+        lock = read_lock(source)
+        freed = lock.pod_cidrs.get(node)
+        new = release_node(parsed, lock, node)
+        write_file_atomic(source.lock_file, dump_lock(parsed.site, new))
+    click.echo(f"released {node}" + (f" (pod prefix {freed} is free again)" if freed else ""))
+    return 0

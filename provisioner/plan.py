@@ -1,0 +1,346 @@
+"""Site + allocations -> Plan: every derived fact, once.
+
+Templates only format what the Plan says and checks only read it. A BGP session is one
+:class:`Session` with two ends, so the node's BIRD config and its ToR's FRR config are rendered from
+the same object and cannot disagree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv4Network
+from typing import Literal
+
+from .etcd_timing import Timing, derive
+from .ipam import AllocationChange, Allocations, link_id
+from .model import BGP, Hardware, Site
+
+SessionKind = Literal["node-tor", "vm-tor", "tor-spine", "spine-spine"]
+
+
+@dataclass(frozen=True, slots=True)
+class End:
+    """One side of a BGP session."""
+
+    host: str
+    address: IPv4Address
+    asn: int
+    router_id: IPv4Address
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    """A BGP session. ``a`` is the downstream side (node, VM, ToR, lower spine), ``b`` the upstream.
+
+    ``a_announces`` is exactly what ``a`` exports and what ``b`` accepts from ``a`` (empty: no
+    per-neighbour filter beyond the fabric's own policy).
+    """
+
+    kind: SessionKind
+    a: End
+    b: End
+    subnet: IPv4Network
+    password_ref: str | None = None
+    a_announces: tuple[IPv4Network, ...] = ()
+
+    @property
+    def id(self) -> str:
+        return link_id(self.a.host, self.b.host)
+
+    @property
+    def ibgp(self) -> bool:
+        return self.a.asn == self.b.asn
+
+
+@dataclass(frozen=True, slots=True)
+class PlanNode:
+    hostname: str
+    dc: str
+    rack: str
+    role: str
+    labels: tuple[tuple[str, str], ...]
+    hardware_profile: str
+    hardware: Hardware
+    address: IPv4Address
+    prefixlen: int  # of the rack subnet
+    asn: int
+    pod_cidr: IPv4Network
+    tor: str
+    session: Session
+    serial: str | None = None
+    mac: str | None = None
+
+    @property
+    def router_id(self) -> IPv4Address:
+        return self.address
+
+    @property
+    def gateway(self) -> IPv4Address:
+        """br0's address: the .254 of a /24 (the last usable address of the pod prefix)."""
+        return self.pod_cidr.broadcast_address - 1
+
+    @property
+    def pod_range(self) -> tuple[IPv4Address, IPv4Address]:
+        """Addresses host-local IPAM hands to pods: everything but network, gateway and broadcast."""
+        return self.pod_cidr.network_address + 1, self.pod_cidr.broadcast_address - 2
+
+    @property
+    def announces(self) -> tuple[IPv4Network, ...]:
+        return self.session.a_announces
+
+
+@dataclass(frozen=True, slots=True)
+class PlanVM:
+    name: str
+    role: Literal["control_plane", "etcd", "etcd_events"]
+    dc: str
+    rack: str
+    address: IPv4Address
+    prefixlen: int
+    tor: str
+    tor_address: IPv4Address
+    asn: int
+    session: Session | None  # control-plane VMs announce the API address; etcd VMs speak no BGP
+
+
+@dataclass(frozen=True, slots=True)
+class PlanTor:
+    name: str
+    dc: str
+    rack: str
+    asn: int
+    address: IPv4Address
+    router_id: IPv4Address
+    subnet: IPv4Network
+    aggregate_pods: bool
+    clients: tuple[Session, ...]  # node-tor and vm-tor sessions, this ToR is side b
+    uplinks: tuple[Session, ...]  # tor-spine sessions, this ToR is side a
+    aggregates: tuple[IPv4Network, ...]  # pod pool prefixes announced when aggregate_pods
+
+
+@dataclass(frozen=True, slots=True)
+class PlanSpine:
+    name: str
+    dc: str
+    asn: int
+    router_id: IPv4Address
+    downlinks: tuple[Session, ...]  # tor-spine, this spine is side b
+    peers: tuple[Session, ...]  # spine-spine across DCs, this spine on either side
+
+
+@dataclass(frozen=True, slots=True)
+class EtcdMember:
+    name: str
+    dc: str
+    rack: str
+    address: IPv4Address
+
+    def peer_url(self, port: int) -> str:
+        return f"https://{self.address}:{port}"
+
+    def client_url(self, port: int) -> str:
+        return f"https://{self.address}:{port}"
+
+
+@dataclass(frozen=True, slots=True)
+class EtcdCluster:
+    """``name`` is the rendered directory and the data-dir name: ``etcd`` or ``etcd-events``."""
+
+    name: str
+    token: str
+    members: tuple[EtcdMember, ...]
+    client_port: int
+    peer_port: int
+    timing: Timing
+    snapshot_count: int
+    quota_backend_bytes: int
+    auto_compaction_retention: str
+    data_dir: str
+
+    @property
+    def initial_cluster(self) -> str:
+        return ",".join(f"{m.name}={m.peer_url(self.peer_port)}" for m in self.members)
+
+    @property
+    def client_urls(self) -> tuple[str, ...]:
+        return tuple(m.client_url(self.client_port) for m in self.members)
+
+
+@dataclass(frozen=True)
+class Plan:
+    site: Site
+    name: str
+    nodes: tuple[PlanNode, ...]
+    tors: tuple[PlanTor, ...]
+    spines: tuple[PlanSpine, ...]
+    vms: tuple[PlanVM, ...]
+    sessions: tuple[Session, ...]
+    etcd: EtcdCluster
+    etcd_events: EtcdCluster
+    anycast: tuple[IPv4Network, ...]
+    api_address: IPv4Address
+    service_cidr: IPv4Network
+    allocations: Allocations
+    change: AllocationChange
+    groups: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    @property
+    def bgp(self) -> BGP:
+        return self.site.bgp
+
+    @property
+    def dcs(self) -> tuple[str, ...]:
+        return tuple(dc.name for dc in self.site.dcs)
+
+    @property
+    def etcd_clusters(self) -> tuple[EtcdCluster, ...]:
+        return (self.etcd, self.etcd_events)
+
+    @property
+    def control_plane(self) -> tuple[PlanVM, ...]:
+        return tuple(vm for vm in self.vms if vm.role == "control_plane")
+
+    @property
+    def pod_pools(self) -> tuple[IPv4Network, ...]:
+        return tuple(p.cidr for p in self.site.address_plan.pod_pools)
+
+
+def build_plan(site: Site, allocations: Allocations, change: AllocationChange) -> Plan:
+    ap = site.address_plan
+    anycast = tuple(ap.anycast)
+    pools = tuple(p.cidr for p in ap.pod_pools)
+    nodes: list[PlanNode] = []
+    tors: list[PlanTor] = []
+    spines_by_dc: dict[str, list] = {}
+    vms: list[PlanVM] = []
+    sessions: list[Session] = []
+    tor_uplinks: dict[str, list[Session]] = {}
+    spine_down: dict[str, list[Session]] = {}
+    spine_peers: dict[str, list[Session]] = {}
+    site_password = site.bgp.password
+
+    vms_by_rack: dict[str, list] = {}
+    for role in ("control_plane", "etcd", "etcd_events"):
+        for vm in getattr(site.vms, role):
+            vms_by_rack.setdefault(vm.rack, []).append((role, vm))
+
+    for dc in site.dcs:
+        spines_by_dc[dc.name] = list(dc.spines)
+        for rack in dc.racks:
+            tor_addr = rack.tor_address()
+            tor_end = End(rack.tor.name, tor_addr, rack.asn, rack.tor.router_id)
+            password = rack.bgp_password or site_password
+            clients: list[Session] = []
+            for spec, _ in rack.expanded_nodes():
+                address = spec.address if spec.address is not None else allocations.node_addresses[spec.hostname]
+                pod = allocations.pod_cidrs[spec.hostname]
+                end = End(spec.hostname, address, rack.asn, address)
+                s = Session("node-tor", end, tor_end, rack.subnet, password, (pod, *anycast))
+                clients.append(s)
+                nodes.append(PlanNode(
+                    hostname=spec.hostname, dc=dc.name, rack=rack.name, role=spec.role,
+                    labels=tuple(sorted(spec.labels.items())), hardware_profile=spec.hardware,
+                    hardware=site.hardware[spec.hardware], address=address,
+                    prefixlen=rack.subnet.prefixlen, asn=rack.asn, pod_cidr=pod, tor=rack.tor.name,
+                    session=s, serial=spec.serial, mac=spec.mac,
+                ))
+            for role, vm in vms_by_rack.get(rack.name, []):
+                s = None
+                if role == "control_plane":
+                    end = End(vm.name, vm.address, rack.asn, vm.address)
+                    s = Session("vm-tor", end, tor_end, rack.subnet, password, (IPv4Network(ap.api_address),))
+                    clients.append(s)
+                vms.append(PlanVM(name=vm.name, role=role, dc=dc.name, rack=rack.name, address=vm.address,
+                                  prefixlen=rack.subnet.prefixlen, tor=rack.tor.name, tor_address=tor_addr,
+                                  asn=rack.asn, session=s))
+            uplinks = []
+            for spine in dc.spines:
+                link = allocations.fabric_links[link_id(spine.name, rack.tor.name)]
+                s = Session("tor-spine",
+                            End(rack.tor.name, link.broadcast_address, rack.asn, rack.tor.router_id),
+                            End(spine.name, link.network_address, spine.asn, spine.router_id),
+                            link, password)
+                uplinks.append(s)
+                spine_down.setdefault(spine.name, []).append(s)
+            tor_uplinks[rack.tor.name] = uplinks
+            sessions.extend(clients)
+            sessions.extend(uplinks)
+            tors.append(PlanTor(
+                name=rack.tor.name, dc=dc.name, rack=rack.name, asn=rack.asn, address=tor_addr,
+                router_id=rack.tor.router_id, subnet=rack.subnet, aggregate_pods=rack.aggregate_pods,
+                clients=tuple(clients), uplinks=tuple(uplinks),
+                aggregates=pools if rack.aggregate_pods else (),
+            ))
+
+    all_spines = [(dc.name, s) for dc in site.dcs for s in dc.spines]
+    for i, (da, a) in enumerate(all_spines):
+        for db, b in all_spines[i + 1:]:
+            if da == db:
+                continue
+            link = allocations.fabric_links[link_id(a.name, b.name)]
+            s = Session("spine-spine",
+                        End(a.name, link.network_address, a.asn, a.router_id),
+                        End(b.name, link.broadcast_address, b.asn, b.router_id),
+                        link, site_password)
+            sessions.append(s)
+            spine_peers.setdefault(a.name, []).append(s)
+            spine_peers.setdefault(b.name, []).append(s)
+
+    spines = tuple(
+        PlanSpine(name=s.name, dc=dc_name, asn=s.asn, router_id=s.router_id,
+                  downlinks=tuple(spine_down.get(s.name, ())), peers=tuple(spine_peers.get(s.name, ())))
+        for dc_name, s in all_spines
+    )
+    vm_tuple = tuple(vms)
+    plan = Plan(
+        site=site, name=site.site, nodes=tuple(nodes), tors=tuple(tors), spines=spines, vms=vm_tuple,
+        sessions=tuple(sessions),
+        etcd=_etcd_cluster(site, "etcd", [v for v in vm_tuple if v.role == "etcd"]),
+        etcd_events=_etcd_cluster(site, "etcd-events", [v for v in vm_tuple if v.role == "etcd_events"]),
+        anycast=anycast, api_address=ap.api_address, service_cidr=ap.service_cidr,
+        allocations=allocations, change=change,
+    )
+    object.__setattr__(plan, "groups", inventory_groups(plan))
+    return plan
+
+
+def _etcd_cluster(site: Site, name: str, vms: list[PlanVM]) -> EtcdCluster:
+    e = site.etcd
+    events = name == "etcd-events"
+    return EtcdCluster(
+        name=name,
+        token=f"{site.site}-{name}",
+        members=tuple(EtcdMember(v.name, v.dc, v.rack, v.address) for v in vms),
+        client_port=e.events_client_port if events else e.client_port,
+        peer_port=e.events_peer_port if events else e.peer_port,
+        timing=derive(e),
+        snapshot_count=e.snapshot_count,
+        quota_backend_bytes=e.quota_backend_bytes,
+        auto_compaction_retention=e.auto_compaction_retention,
+        data_dir=f"/var/lib/{name}",
+    )
+
+
+def inventory_groups(plan: Plan) -> dict[str, tuple[str, ...]]:
+    """Ansible groups, derived from the model: per DC, per rack, per role and per kind of host."""
+    groups: dict[str, list[str]] = {}
+
+    def add(group: str, host: str) -> None:
+        groups.setdefault(group.replace("-", "_"), []).append(host)
+
+    for n in plan.nodes:
+        add("nodes", n.hostname)
+        add(n.dc, n.hostname)
+        add(f"rack_{n.rack}", n.hostname)
+        add(f"role_{n.role}", n.hostname)
+    for t in plan.tors:
+        add("tors", t.name)
+        add(t.dc, t.name)
+        add(f"rack_{t.rack}", t.name)
+    for s in plan.spines:
+        add("spines", s.name)
+        add(s.dc, s.name)
+    for v in plan.vms:
+        add(v.role, v.name)
+        add(v.dc, v.name)
+    return {k: tuple(v) for k, v in sorted(groups.items())}

@@ -1,0 +1,83 @@
+"""Plan -> Artifacts: ``{relative path: text}``, deterministic and sorted.
+
+Templates are found by convention: ``templates/<scope>/<file>.j2`` is rendered once per object of
+that scope into the directory the scope names, with the object in the context. Adding a file to
+every node is adding a template; no code changes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from functools import cache
+from ipaddress import IPv4Address, IPv4Network
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from .plan import Plan
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+Artifacts = dict[str, str]
+Scope = Callable[[Plan], Iterable[tuple[str, dict[str, Any]]]]
+
+# scope name -> (plan -> [(output directory, extra context)])
+SCOPES: dict[str, Scope] = {
+    "site": lambda plan: [("", {})],
+    "node": lambda plan: ((f"nodes/{n.hostname}/", {"node": n}) for n in plan.nodes),
+    "tor": lambda plan: ((f"tors/{t.name}/", {"tor": t}) for t in plan.tors),
+    "spine": lambda plan: ((f"spines/{s.name}/", {"spine": s}) for s in plan.spines),
+    "control-plane-vm": lambda plan: ((f"control-plane/{v.name}/", {"vm": v}) for v in plan.control_plane),
+    "etcd-member": lambda plan: (
+        (f"{c.name}/{m.name}/", {"cluster": c, "member": m}) for c in plan.etcd_clusters for m in c.members
+    ),
+}
+
+
+def _to_json(value: Any) -> str:
+    """JSON (and so YAML) literal of a value: the only way free text enters a structured file."""
+    return json.dumps(value, default=_json_default, sort_keys=False)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, IPv4Address | IPv4Network):
+        return str(value)
+    if isinstance(value, tuple | set | frozenset):
+        return list(value)
+    raise TypeError(f"cannot serialise {type(value).__name__}")
+
+
+@cache
+def environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        autoescape=False,
+    )
+    env.filters["json"] = _to_json
+    return env
+
+
+def template_names(scope: str) -> list[str]:
+    root = TEMPLATES / scope
+    if not root.is_dir():
+        return []
+    return sorted(str(p.relative_to(TEMPLATES)) for p in root.rglob("*.j2"))
+
+
+def render(plan: Plan) -> Artifacts:
+    env = environment()
+    out: Artifacts = {}
+    for scope, objects in SCOPES.items():
+        names = template_names(scope)
+        if not names:
+            continue
+        templates = [(env.get_template(n), n[len(scope) + 1: -len(".j2")]) for n in names]
+        for directory, context in objects(plan):
+            for template, relative in templates:
+                out[directory + relative] = template.render(plan=plan, **context)
+    return dict(sorted(out.items()))

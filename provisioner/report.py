@@ -1,0 +1,54 @@
+"""Output shared by plan, check and capacity: text for terminals, JSON for tools, markdown for PRs."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from ipaddress import IPv4Address, IPv4Network
+from typing import Any
+
+import click
+
+FORMATS = ("text", "json", "markdown")
+
+format_option = click.option(
+    "--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True,
+    help="text for terminals, json for tools, markdown for pull-request comments",
+)
+
+
+def to_json(data: Any) -> str:
+    return json.dumps(data, indent=2, sort_keys=True, default=_default) + "\n"
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, IPv4Address | IPv4Network):
+        return str(value)
+    if isinstance(value, tuple | set | frozenset):
+        return sorted(value) if isinstance(value, set | frozenset) else list(value)
+    raise TypeError(f"cannot serialise {type(value).__name__}")
+
+
+def md_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    def cell(v: Any) -> str:
+        return str(v).replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def text_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A plain aligned table (no colour), stable for tests and logs."""
+    cols = [list(map(str, col)) for col in zip(headers, *rows, strict=False)] if rows else [[h] for h in headers]
+    widths = [max(len(v) for v in col) for col in cols]
+    def line(values: Sequence[Any]) -> str:
+        return "  ".join(str(v).ljust(w) for v, w in zip(values, widths, strict=False)).rstrip()
+    out = [line(headers), line(["-" * w for w in widths])]
+    out += [line(row) for row in rows]
+    return "\n".join(out)
+
+
+def details(summary: str, body: str) -> str:
+    """A collapsed markdown block (GitHub, GitLab and Gitea render <details>)."""
+    return f"<details><summary>{summary}</summary>\n\n{body}\n\n</details>"

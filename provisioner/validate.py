@@ -1,0 +1,192 @@
+"""Cross-object rules of a site: names, addresses, references, overlaps. Every violation is collected.
+
+Each rule yields ``(field path, message)``; ``load.py`` turns the path into ``file:line``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from ipaddress import IPv4Address, IPv4Network
+
+from .model import HOSTNAME_RE, Site
+
+Loc = tuple[str | int, ...]
+Finding = tuple[Loc, str]
+
+
+def site_problems(site: Site) -> list[Finding]:
+    problems: list[Finding] = []
+    for rule in (_names, _addresses, _references, _prefixes, _asns, _etcd_timing):
+        problems.extend(rule(site))
+    return problems
+
+
+def _hosts(site: Site) -> Iterator[tuple[str, str, Loc]]:
+    """(kind, name, loc) of everything that gets a hostname."""
+    for d, dc in enumerate(site.dcs):
+        for s, spine in enumerate(dc.spines):
+            yield "spine", spine.name, ("dcs", d, "spines", s, "name")
+        for r, rack in enumerate(dc.racks):
+            rl: Loc = ("dcs", d, "racks", r)
+            yield "tor", rack.tor.name, (*rl, "tor", "name")
+            for node, nl in rack.expanded_nodes():
+                yield "node", node.hostname, (*rl, *nl, "hostname") if nl[0] == "nodes" else (*rl, *nl)
+    for role in ("control_plane", "etcd", "etcd_events"):
+        for i, vm in enumerate(getattr(site.vms, role)):
+            yield "vm", vm.name, ("vms", role, i, "name")
+
+
+def _names(site: Site) -> Iterator[Finding]:
+    seen: dict[str, Loc] = {}
+    for kind, name, loc in _hosts(site):
+        if not HOSTNAME_RE.match(name):
+            yield loc, f"{kind} name {name!r} (from the name pattern) is not an RFC 1123 label"
+        if name in seen:
+            yield loc, f"duplicate name {name!r} (also at {_fmt(seen[name])})"
+        else:
+            seen[name] = loc
+    for what, items in (("data centre", [(dc.name, ("dcs", d, "name")) for d, dc in enumerate(site.dcs)]),
+                        ("rack", [(r.name, ("dcs", d, "racks", i, "name"))
+                                  for d, dc in enumerate(site.dcs) for i, r in enumerate(dc.racks)]),
+                        ("pod pool", [(p.name, ("address_plan", "pod_pools", i, "name"))
+                                      for i, p in enumerate(site.address_plan.pod_pools)])):
+        names: dict[str, Loc] = {}
+        for name, loc in items:
+            if name in names:
+                yield loc, f"duplicate {what} name {name!r} (also at {_fmt(names[name])})"
+            names[name] = loc
+
+
+def _addresses(site: Site) -> Iterator[Finding]:
+    """Every explicit address and router id is unique, and host addresses sit inside their subnet."""
+    seen: dict[IPv4Address, Loc] = {}
+
+    def claim(addr: IPv4Address, loc: Loc, what: str) -> Iterator[Finding]:
+        if addr in seen:
+            yield loc, f"{what} {addr} is already used at {_fmt(seen[addr])}"
+        else:
+            seen[addr] = loc
+
+    yield from claim(site.address_plan.api_address, ("address_plan", "api_address"), "API address")
+    for d, dc in enumerate(site.dcs):
+        for s, spine in enumerate(dc.spines):
+            yield from claim(spine.router_id, ("dcs", d, "spines", s, "router_id"), "router id")
+        for r, rack in enumerate(dc.racks):
+            rl: Loc = ("dcs", d, "racks", r)
+            tor_addr = rack.tor_address()
+            tor_loc: Loc = (*rl, "tor", "address") if rack.tor.address else (*rl, "subnet")
+            yield from _inside(rack.subnet, tor_addr, tor_loc, "ToR address")
+            yield from claim(tor_addr, tor_loc, "ToR address")
+            if rack.tor.router_id != tor_addr:
+                yield from claim(rack.tor.router_id, (*rl, "tor", "router_id"), "router id")
+            for n, node in enumerate(rack.nodes):
+                if node.address is not None:
+                    loc = (*rl, "nodes", n, "address")
+                    yield from _inside(rack.subnet, node.address, loc, "node address")
+                    yield from claim(node.address, loc, "address")
+    racks = {(dc.name, r.name): r for dc in site.dcs for r in dc.racks}
+    for role in ("control_plane", "etcd", "etcd_events"):
+        for i, vm in enumerate(getattr(site.vms, role)):
+            loc = ("vms", role, i, "address")
+            rack = racks.get((vm.dc, vm.rack))
+            if rack is not None:
+                yield from _inside(rack.subnet, vm.address, loc, "VM address")
+            yield from claim(vm.address, loc, "address")
+
+
+def _inside(subnet: IPv4Network, addr: IPv4Address, loc: Loc, what: str) -> Iterator[Finding]:
+    if addr not in subnet:
+        yield loc, f"{what} {addr} is outside the rack subnet {subnet}"
+    elif addr in (subnet.network_address, subnet.broadcast_address):
+        yield loc, f"{what} {addr} is the network or broadcast address of {subnet}"
+
+
+def _references(site: Site) -> Iterator[Finding]:
+    dcs = {dc.name: {r.name for r in dc.racks} for dc in site.dcs}
+    all_racks = {r: dc for dc, racks in dcs.items() for r in racks}
+    for d, dc in enumerate(site.dcs):
+        for r, rack in enumerate(dc.racks):
+            for node, nl in rack.expanded_nodes():
+                if node.hardware not in site.hardware:
+                    yield (("dcs", d, "racks", r, *nl, "hardware"),
+                           f"hardware profile {node.hardware!r} is not defined under hardware: "
+                           f"({', '.join(sorted(site.hardware))})")
+                    if nl[0] == "node_groups":
+                        break
+    for role in ("control_plane", "etcd", "etcd_events"):
+        for i, vm in enumerate(getattr(site.vms, role)):
+            if vm.dc not in dcs:
+                yield ("vms", role, i, "dc"), f"data centre {vm.dc!r} does not exist ({', '.join(dcs)})"
+            elif vm.rack not in dcs[vm.dc]:
+                where = f"; it is in {all_racks[vm.rack]}" if vm.rack in all_racks else ""
+                yield ("vms", role, i, "rack"), f"rack {vm.rack!r} does not exist in {vm.dc}{where}"
+            if vm.hardware is not None and vm.hardware not in site.hardware:
+                yield ("vms", role, i, "hardware"), f"hardware profile {vm.hardware!r} is not defined"
+    for p, pool in enumerate(site.address_plan.pod_pools):
+        for j, dc_name in enumerate(pool.dcs):
+            if dc_name not in dcs:
+                yield ("address_plan", "pod_pools", p, "dcs", j), f"data centre {dc_name!r} does not exist"
+
+
+def _prefixes(site: Site) -> Iterator[Finding]:
+    """Pools, rack subnets, anycast, service CIDR and fabric pool never overlap one another."""
+    plan = site.address_plan
+    named: list[tuple[IPv4Network, Loc, str]] = []
+    for p, pool in enumerate(plan.pod_pools):
+        loc: Loc = ("address_plan", "pod_pools", p, "cidr")
+        if pool.node_prefix_len < pool.cidr.prefixlen:
+            yield (("address_plan", "pod_pools", p, "node_prefix_len"),
+                   f"node prefix /{pool.node_prefix_len} is larger than the pool {pool.cidr}")
+        named.append((pool.cidr, loc, f"pod pool {pool.name}"))
+    for a, net in enumerate(plan.anycast):
+        named.append((net, ("address_plan", "anycast", a), "anycast range"))
+    named.append((plan.service_cidr, ("address_plan", "service_cidr"), "service CIDR"))
+    named.append((plan.fabric_pool, ("address_plan", "fabric_pool"), "fabric pool"))
+    for d, dc in enumerate(site.dcs):
+        for r, rack in enumerate(dc.racks):
+            named.append((rack.subnet, ("dcs", d, "racks", r, "subnet"), f"rack subnet of {rack.name}"))
+    ordered = sorted(named, key=lambda item: (int(item[0].network_address), -item[0].prefixlen))
+    # Sweep: a prefix overlaps an earlier one iff it starts before the furthest end seen so far.
+    furthest: tuple[int, IPv4Network, Loc, str] | None = None
+    for net, loc, what in ordered:
+        if furthest is not None and int(net.network_address) <= furthest[0]:
+            yield loc, f"{what} {net} overlaps {furthest[3]} {furthest[1]} (at {_fmt(furthest[2])})"
+        if furthest is None or int(net.broadcast_address) > furthest[0]:
+            furthest = (int(net.broadcast_address), net, loc, what)
+    api = plan.api_address
+    for net, _loc, what in named:
+        if api in net:
+            yield ("address_plan", "api_address"), f"API address {api} lies inside {what} {net}"
+    if plan.fabric_pool.prefixlen > 30:
+        yield ("address_plan", "fabric_pool"), "fabric pool must hold at least two /31 links"
+
+
+def _asns(site: Site) -> Iterator[Finding]:
+    seen: dict[int, Loc] = {}
+    for d, dc in enumerate(site.dcs):
+        spine_asns = {s.asn for s in dc.spines}
+        if len(spine_asns) > 1:
+            yield ("dcs", d, "spines"), f"spines of {dc.name} must share one ASN (RFC 7938), got {sorted(spine_asns)}"
+        for s, spine in enumerate(dc.spines):
+            if spine.asn in seen and seen[spine.asn][:2] != ("dcs", d):
+                yield ("dcs", d, "spines", s, "asn"), f"ASN {spine.asn} is already used at {_fmt(seen[spine.asn])}"
+            seen.setdefault(spine.asn, ("dcs", d, "spines", s, "asn"))
+    for d, dc in enumerate(site.dcs):
+        for r, rack in enumerate(dc.racks):
+            loc: Loc = ("dcs", d, "racks", r, "asn")
+            if rack.asn in seen:
+                yield loc, f"ASN {rack.asn} is already used at {_fmt(seen[rack.asn])} (one AS per rack)"
+            else:
+                seen[rack.asn] = loc
+
+
+def _etcd_timing(site: Site) -> Iterator[Finding]:
+    from .etcd_timing import timing_problems
+
+    yield from timing_problems(site.etcd)
+
+
+def _fmt(loc: Loc) -> str:
+    from .load import dotted
+
+    return dotted(loc)
