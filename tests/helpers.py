@@ -1,0 +1,37 @@
+"""Small helpers for tests: run the CLI in-process or as a real process."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from provisioner.cli import cli, main
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_cli(*args: str) -> tuple[int, str, str]:
+    """Run provisioner in-process through main() (so exit codes match the real binary)."""
+    runner = CliRunner()
+    result = runner.invoke(_Main(), list(args), catch_exceptions=False)
+    return result.exit_code, result.stdout, result.stderr
+
+
+class _Main:
+    """Adapter so CliRunner drives provisioner.cli.main (our exit-code mapping), not click's."""
+
+    name = "provisioner"
+
+    def main(self, args, prog_name=None, **_kwargs):
+        raise SystemExit(main(list(args)))
+
+
+def run_process(*args: str, cwd: Path = ROOT, check: bool = False) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "provisioner", *args], cwd=cwd, capture_output=True,
+                          text=True, check=check)
+
+
+__all__ = ["cli", "run_cli", "run_process"]
