@@ -51,6 +51,19 @@ class Session:
     def ibgp(self) -> bool:
         return self.a.asn == self.b.asn
 
+    @property
+    def password_placeholder(self) -> str | None:
+        """Stable stand-in for the secret in the rendered tree; apply replaces it (docs/network.md)."""
+        return None if self.password_ref is None else f"@secret:{self.password_ref}@"
+
+    def other(self, host: str) -> End:
+        """The end of this session that is not ``host``."""
+        return self.b if self.a.host == host else self.a
+
+    def local(self, host: str) -> End:
+        """The end of this session that is ``host``."""
+        return self.a if self.a.host == host else self.b
+
 
 @dataclass(frozen=True, slots=True)
 class PlanNode:
@@ -116,6 +129,17 @@ class PlanTor:
     clients: tuple[Session, ...]  # node-tor and vm-tor sessions, this ToR is side b
     uplinks: tuple[Session, ...]  # tor-spine sessions, this ToR is side a
     aggregates: tuple[IPv4Network, ...]  # pod pool prefixes announced when aggregate_pods
+
+    @property
+    def announces_up(self) -> tuple[IPv4Network, ...]:
+        """What the ToR sends its spines: rack subnet, aggregates, every client's announcements (pod /24s
+        covered by an aggregate left out), each once, in order of first appearance."""
+        out: list[IPv4Network] = [self.subnet, *self.aggregates]
+        for s in self.clients:
+            for p in s.a_announces:
+                if p not in out and not any(p.subnet_of(a) for a in self.aggregates):
+                    out.append(p)
+        return tuple(out)
 
 
 @dataclass(frozen=True, slots=True)
