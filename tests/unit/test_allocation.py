@@ -42,7 +42,7 @@ def test_adding_a_rack_moves_nothing_and_touches_no_existing_node(site_copy, tmp
 
     text = (site / "site.yaml").read_text()
     (site / "site.yaml").write_text(text.replace("  - name: dc3\n", NEW_RACK + "  - name: dc3\n", 1))
-    code, plan_out, _ = run_cli("plan", str(site), "--out", str(out), "--format", "json")
+    code, _, _ = run_cli("plan", str(site), "--out", str(out), "--format", "json")
     assert code == 0
     render(site, out)
     lock_after, tree_after = lock_of(site), read_tree(out)
@@ -116,7 +116,8 @@ def test_pool_exhaustion_says_how_many_are_missing(site_copy, tmp_path: Path):
 
 def test_nodes_without_address_get_a_locked_one(site_copy, tmp_path: Path):
     site = site_copy("lab")
-    text = (site / "site.yaml").read_text().replace("hostname: dc1-r1-n2, address: 198.18.11.2,", "hostname: dc1-r1-n2,")
+    text = (site / "site.yaml").read_text().replace(
+        "hostname: dc1-r1-n2, address: 198.18.11.2,", "hostname: dc1-r1-n2,")
     (site / "site.yaml").write_text(text)
     render(site, tmp_path / "out")
     assigned = lock_of(site)["node_addresses"]["dc1-r1-n2"]

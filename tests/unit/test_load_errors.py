@@ -52,7 +52,8 @@ CASES = [
          "already used"),
     Case("address-outside-rack", "address: 198.18.21.2,", "address: 198.18.22.9,",
          "dcs[1].racks[0].nodes[1].address", "outside the rack subnet 198.18.21.0/24"),
-    Case("vm-unknown-dc", "dc: dc2, rack: dc2-r1, address: 198.18.21.201", "dc: dc9, rack: dc2-r1, address: 198.18.21.201",
+    Case("vm-unknown-dc", "dc: dc2, rack: dc2-r1, address: 198.18.21.201",
+         "dc: dc9, rack: dc2-r1, address: 198.18.21.201",
          "vms.control_plane[1].dc", "data centre 'dc9' does not exist"),
     Case("vm-rack-in-other-dc", "rack: dc3-r2, address: 198.18.32.201", "rack: dc1-r2, address: 198.18.32.201",
          "vms.etcd[2].rack", "rack 'dc1-r2' does not exist in dc3"),
@@ -154,7 +155,8 @@ def test_cross_object_errors_are_reported_together(tmp_path: Path):
     site = tmp_path / "lab"
     shutil.copytree(LAB, site)
     text = LAB_TEXT.replace("hostname: dc1-r2-n2,", "hostname: dc1-r2-n1,").replace("asn: 65102", "asn: 65101")
-    text = text.replace("dc: dc2, rack: dc2-r1, address: 198.18.21.201", "dc: dc9, rack: dc2-r1, address: 198.18.21.201")
+    text = text.replace("dc: dc2, rack: dc2-r1, address: 198.18.21.201",
+                        "dc: dc9, rack: dc2-r1, address: 198.18.21.201")
     (site / "site.yaml").write_text(text)
     code, _, err = run_cli("validate", str(site))
     assert code == 2

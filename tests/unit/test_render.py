@@ -21,7 +21,7 @@ from tests.helpers import run_cli, run_process
 def test_render_is_byte_identical_and_second_render_writes_nothing(site_copy, tmp_path: Path):
     site = site_copy("example")
     out = tmp_path / "out"
-    code, first, _ = run_cli("render", str(site), "--out", str(out))
+    code, _, _ = run_cli("render", str(site), "--out", str(out))
     assert code == 0
     tree1 = read_tree(out)
     inodes = {p: os.stat(out / p).st_ino for p in tree1}
@@ -37,7 +37,8 @@ def test_rerender_writes_only_changed_files(site_copy, tmp_path: Path):
     out = tmp_path / "out"
     run_cli("render", str(site), "--out", str(out))
     inodes = {p: os.stat(out / p).st_ino for p in read_tree(out)}
-    text = (site / "site.yaml").read_text().replace("dc1-r1-n1, address: 198.18.11.1,", "dc1-r1-n1, address: 198.18.11.9,")
+    text = (site / "site.yaml").read_text().replace(
+        "dc1-r1-n1, address: 198.18.11.1,", "dc1-r1-n1, address: 198.18.11.9,")
     (site / "site.yaml").write_text(text)
     plan = compile_site(site).plan
     artifacts = render(plan)
