@@ -1,0 +1,331 @@
+"""capacity: what-if arithmetic over a site (pools, pods, compute, fabric, control plane). Writes nothing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..capacity import (
+    DEFAULT_MAX_ECMP,
+    DEFAULT_MAX_ROUTES_PER_SPINE,
+    DEFAULT_MAX_ROUTES_PER_TOR,
+    DEFAULT_MAX_SESSIONS_PER_TOR,
+    Limits,
+    WhatIf,
+    capacity_report,
+    parse_add_racks,
+)
+from ..errors import InputError
+from ..ipam import read_lock
+from ..load import load_site
+from ..report import details, format_option, md_table, text_table, to_json
+
+
+def _limit(name: str, default: int, what: str):
+    return click.option(name, type=int, default=default, show_default=True, help=what)
+
+
+@click.command()
+@click.argument("site", type=click.Path(path_type=Path))
+@click.option("--add-racks", metavar="DC=N[,DC=N…]", default=None,
+              help="what-if: add N synthetic racks to DC (fresh names, ASNs and subnets; the DC's most common "
+                   "hardware) and run the real allocator on them in memory")
+@click.option("--nodes-per-rack", type=int, default=None, metavar="N",
+              help="nodes in each added rack [default: the median of the DC's racks]")
+@click.option("--lose-dc", metavar="DC", default=None,
+              help="what-if: DC is lost; does the rest carry the declared demand, and keep etcd quorum?")
+@_limit("--max-sessions-per-tor", DEFAULT_MAX_SESSIONS_PER_TOR, "BGP sessions a ToR may hold (iBGP + uplinks)")
+@_limit("--max-routes-per-tor", DEFAULT_MAX_ROUTES_PER_TOR, "IPv4 routes (RIB entries incl. ECMP paths) per ToR")
+@_limit("--max-routes-per-spine", DEFAULT_MAX_ROUTES_PER_SPINE, "IPv4 routes per spine")
+@_limit("--max-ecmp", DEFAULT_MAX_ECMP, "next hops in one ECMP group (per ToR and per spine)")
+@format_option
+def capacity(site: Path, add_racks: str | None, nodes_per_rack: int | None, lose_dc: str | None,
+             max_sessions_per_tor: int, max_routes_per_tor: int, max_routes_per_spine: int, max_ecmp: int,
+             fmt: str) -> int:
+    """Capacity of SITE and what-ifs: pod address space, pods, compute, fabric, etcd, rack space.
+
+    Changes nothing on disk. Exit 0 when everything asked fits, 1 when it does not (the reason comes first),
+    2 on bad input.
+    """
+    for flag, value in (("--max-sessions-per-tor", max_sessions_per_tor), ("--max-routes-per-tor", max_routes_per_tor),
+                        ("--max-routes-per-spine", max_routes_per_spine), ("--max-ecmp", max_ecmp)):
+        if value < 1:
+            raise InputError(f"{flag} must be at least 1")
+    if nodes_per_rack is not None and add_racks is None:
+        raise InputError("--nodes-per-rack only applies with --add-racks")
+    whatif = WhatIf(add_racks=parse_add_racks(add_racks), nodes_per_rack=nodes_per_rack, lose_dc=lose_dc)
+    limits = Limits(sessions_per_tor=max_sessions_per_tor, routes_per_tor=max_routes_per_tor,
+                    routes_per_spine=max_routes_per_spine, ecmp=max_ecmp)
+    parsed, source, _doc = load_site(site)
+    lock = read_lock(source)
+    data = capacity_report(parsed, lock, whatif, limits, str(source.lock_file))
+    if fmt == "json":
+        click.echo(to_json(data), nl=False)
+    elif fmt == "markdown":
+        click.echo(capacity_markdown(data), nl=False)
+    else:
+        click.echo(capacity_text(data), nl=False)
+    return 0 if data["fits"] else 1
+
+
+# --- shared pieces ---------------------------------------------------------------------------------
+
+
+def scenario_line(data: dict[str, Any]) -> str:
+    w = data["whatif"]
+    parts = []
+    if w["add_racks"]:
+        per_dc: dict[str, list[dict]] = {}
+        for r in w["synthetic_racks"]:
+            per_dc.setdefault(r["dc"], []).append(r)
+        for dc, n in w["add_racks"].items():
+            racks = per_dc.get(dc, [])
+            nodes = racks[0]["nodes"] if racks else w["nodes_per_rack"]
+            parts.append(f"add {n} racks x {nodes} nodes to {dc}")
+    if w["lose_dc"]:
+        parts.append(f"lose {w['lose_dc']}")
+    return "what-if: " + "; ".join(parts) if parts else "no what-if (the site as it is)"
+
+
+def verdict(data: dict[str, Any]) -> str:
+    return "FITS: everything asked fits" if data["fits"] else "DOES NOT FIT"
+
+
+def synthetic_rows(data: dict[str, Any]) -> list[tuple]:
+    return [(r["dc"], r["rack"], r["tor"], r["asn"], r["subnet"], r["nodes"], r["hardware"])
+            for r in data["whatif"]["synthetic_racks"]]
+
+
+SYNTHETIC_HEAD = ("dc", "rack", "tor", "asn", "subnet", "nodes", "hardware")
+POOL_HEAD = ("pool", "cidr", "node prefix", "dcs", "size", "locked now", "allocated", "orphaned", "free",
+             "largest free block", "utilisation")
+
+
+def pool_rows(data: dict[str, Any]) -> list[tuple]:
+    p = data["pools"]
+    rows = [(r["name"], r["cidr"], f"/{r['node_prefix_len']}", ",".join(r["dcs"]) or "any", r["size"],
+             r["locked_now"], r["allocated"], r["orphaned"], r["free"],
+             _block(r["largest_free_block"], r["largest_free_block_start"]),
+             f"{r['utilisation_pct']}%") for r in p["pools"]]
+    t = p["total"]
+    rows.append(("all", "", "", "", t["size"], t["locked_now"], t["allocated"], t["orphaned"], t["free"],
+                 t["largest_free_block"], f"{t['utilisation_pct']}%"))
+    return rows
+
+
+def _block(size: int, start: str | None) -> str:
+    return f"{size} from {start}" if size else "0"
+
+
+def synthetic_summary(data: dict[str, Any]) -> list[str]:
+    """One line per DC: the range of names, subnets and ASNs picked for the synthetic racks."""
+    per_dc: dict[str, list[dict]] = {}
+    for r in data["whatif"]["synthetic_racks"]:
+        per_dc.setdefault(r["dc"], []).append(r)
+    out = []
+    for dc, racks in per_dc.items():
+        a = racks[0]
+
+        def span(key: str, racks: list[dict] = racks) -> str:
+            return str(racks[0][key]) if len(racks) == 1 else f"{racks[0][key]} .. {racks[-1][key]}"
+
+        out.append(f"  {dc}: {len(racks)} racks {span('rack')}, subnets {span('subnet')}, ASNs {span('asn')}, "
+                   f"{a['nodes']} nodes each of {a['hardware']}")
+    return out
+
+
+def more_nodes_line(data: dict[str, Any]) -> str:
+    more = data["pools"]["more_nodes_fit"]
+    return ("more nodes fit in the pod pools: " + ", ".join(f"{dc} {n}" for dc, n in more.items())
+            + (" (pools are shared, so these do not add up)" if len(more) > 1 else ""))
+
+
+def pod_rows(data: dict[str, Any]) -> list[tuple]:
+    return [(r["pool"], f"/{r['node_prefix_len']}", r["usable_addresses"], r["max_pods"], r["pods_per_node"],
+             r["limited_by"]) for r in data["pods"]["per_pool"]]
+
+
+POD_HEAD = ("pool", "node prefix", "usable addresses", "max pods", "pods per node", "limited by")
+
+
+def pods_line(data: dict[str, Any]) -> str:
+    p = data["pods"]
+    line = "pods: " + ", ".join(f"{dc} {n}" for dc, n in p["per_dc"].items()) + f"; cluster total {p['total']}"
+    if "after_losing" in p:
+        line += f"; after losing {p['after_losing']['dc']}: {p['after_losing']['total']}"
+    if p["nodes_without_prefix"]:
+        line += f" ({p['nodes_without_prefix']} nodes get no pod prefix)"
+    return line
+
+
+COMPUTE_HEAD = ("dc", "nodes", "cores", "memory GiB", "without this DC: cores", "memory GiB", "carries demand")
+
+
+def compute_rows(data: dict[str, Any]) -> list[tuple]:
+    c = data["compute"]
+    rows = []
+    for dc, r in c["per_dc"].items():
+        w = c["without_dc"][dc]
+        mark = " (lost)" if dc == (c.get("lose_dc") or {}).get("dc") else ""
+        rows.append((dc + mark, r["nodes"], r["cores"], r["memory_gib"], w["cores"], w["memory_gib"],
+                     _yes(w["carries_demand"])))
+    t = c["total"]
+    rows.append(("site", t["nodes"], t["cores"], t["memory_gib"], "", "", _yes(t["carries_demand"])))
+    if c["demand"]:
+        rows.append(("demand", "", c["demand"]["cores"], c["demand"]["memory_gib"], "", "", ""))
+    return rows
+
+
+def lose_line(data: dict[str, Any]) -> str | None:
+    c = data["compute"]
+    lost = c.get("lose_dc")
+    if not lost:
+        return None
+    line = f"after losing {lost['dc']}: {lost['nodes']} nodes, {lost['cores']} cores, {lost['memory_gib']} GiB"
+    if c["demand"]:
+        ok = "carries" if lost["carries_demand"] else "does NOT carry"
+        line += (f"; {ok} the declared demand (headroom {lost['headroom_cores']} cores, "
+                 f"{lost['headroom_memory_gib']} GiB)")
+    else:
+        line += "; no demand is declared in site.yaml"
+    return line
+
+
+CHECK_HEAD = ("limit", "worst", "at", "max", "ok")
+
+
+def check_rows(data: dict[str, Any]) -> list[tuple]:
+    return [(c["what"], c["value"], c["at"], c["limit"], "ok" if c["ok"] else "EXCEEDED")
+            for c in data["fabric"]["checks"]]
+
+
+ECMP_HEAD = ("anycast", "dc", "announcers", "ToR ECMP width", "spine ECMP width")
+
+
+def ecmp_rows(data: dict[str, Any]) -> list[tuple]:
+    return [(e["anycast"], e["dc"], e["announcers"], e["tor_width"], e["spine_width"]) for e in data["fabric"]["ecmp"]]
+
+
+def control_head(data: dict[str, Any]) -> tuple:
+    dcs = list(data["compute"]["per_dc"])
+    return ("cluster", "members", "per DC", "quorum", *(f"survives losing {d}" for d in dcs))
+
+
+def control_rows(data: dict[str, Any]) -> list[tuple]:
+    rows = []
+    for c in data["control_plane"]["clusters"]:
+        per_dc = " ".join(f"{d}:{n}" for d, n in c["per_dc"].items())
+        rows.append((c["name"], c["members"], per_dc, c["quorum"],
+                     *(f"{_yes(ok)} ({c['remaining'][d]} left)" for d, ok in c["survives"].items())))
+    return rows
+
+
+RACK_HEAD = ("dc", "racks", "free addresses", "tightest rack", "free there")
+
+
+def rack_rows(data: dict[str, Any]) -> list[tuple]:
+    return [(dc, r["racks"], r["free"], r["min_free_rack"], r["min_free"]) for dc, r in data["racks"]["per_dc"].items()]
+
+
+def _yes(value: bool | None) -> str:
+    return "-" if value is None else ("yes" if value else "NO")
+
+
+# --- text ------------------------------------------------------------------------------------------
+
+
+def capacity_text(data: dict[str, Any]) -> str:
+    out = [verdict(data)]
+    out += [f"  - {r}" for r in data["reasons"]]
+    out += ["", f"capacity of site {data['site']}: {scenario_line(data)}"]
+    if data["whatif"]["synthetic_racks"]:
+        out += ["", f"synthetic racks ({data['whatif']['nodes_added']} nodes; names, ASNs and subnets are the "
+                    "first free ones; --format json lists each):", *synthetic_summary(data)]
+    out += ["", "pod address space (in node prefixes)", text_table(POOL_HEAD, pool_rows(data)), more_nodes_line(data)]
+    out += ["", "pods per node", text_table(POD_HEAD, pod_rows(data)), pods_line(data)]
+    out += ["", "compute (nodes only; VMs are not pod capacity)", text_table(COMPUTE_HEAD, compute_rows(data))]
+    line = lose_line(data)
+    if line:
+        out.append(line)
+    out += ["", "fabric", text_table(CHECK_HEAD, check_rows(data)), "", text_table(ECMP_HEAD, ecmp_rows(data))]
+    out += ["", "control plane", text_table(control_head(data), control_rows(data))]
+    out += ["", "rack space (free host addresses in the rack subnets)", text_table(RACK_HEAD, rack_rows(data))]
+    return "\n".join(out) + "\n"
+
+
+# --- markdown --------------------------------------------------------------------------------------
+
+
+def capacity_markdown(data: dict[str, Any]) -> str:
+    mark = "✅" if data["fits"] else "❌"
+    out = [f"### {mark} provisioner capacity: `{data['site']}`: {verdict(data)}", ""]
+    if data["reasons"]:
+        out += [f"- **{r}**" for r in data["reasons"]] + [""]
+    out += [scenario_line(data), ""]
+    if data["whatif"]["synthetic_racks"]:
+        out += [details(f"{len(data['whatif']['synthetic_racks'])} synthetic racks, "
+                        f"{data['whatif']['nodes_added']} nodes",
+                        md_table(SYNTHETIC_HEAD, synthetic_rows(data))), ""]
+    out += ["#### Pod address space", "", md_table(POOL_HEAD, pool_rows(data)), "", more_nodes_line(data), ""]
+    out += [pool_chart(data), ""]
+    out += ["#### Pods", "", md_table(POD_HEAD, pod_rows(data)), "", pods_line(data), ""]
+    out += ["#### Compute", "", md_table(COMPUTE_HEAD, compute_rows(data)), ""]
+    line = lose_line(data)
+    if line:
+        out += [line, ""]
+    out += [cores_chart(data), ""]
+    out += ["#### Fabric", "", md_table(CHECK_HEAD, check_rows(data)), "", md_table(ECMP_HEAD, ecmp_rows(data)), ""]
+    out += ["#### Control plane", "", md_table(control_head(data), control_rows(data)), ""]
+    out += ["#### Rack space", "", md_table(RACK_HEAD, rack_rows(data)), ""]
+    racks = [(r["rack"], r["dc"], r["subnet"], r["nodes"], r["used"], r["free"]) for r in data["racks"]["racks"]]
+    out += [details(f"free addresses of all {len(racks)} racks",
+                    md_table(("rack", "dc", "subnet", "nodes", "used", "free"), racks))]
+    return "\n".join(out) + "\n"
+
+
+def _label(text: str) -> str:
+    return '"' + text.replace('"', "'") + '"'
+
+
+def pool_chart(data: dict[str, Any]) -> str:
+    """Mermaid xychart-beta (renders on GitHub and GitLab): utilisation per pool and overall."""
+    pools = data["pools"]["pools"]
+    names = [p["name"] for p in pools] + (["all pools"] if len(pools) > 1 else [])
+    values = [p["utilisation_pct"] for p in pools] + ([data["pools"]["total"]["utilisation_pct"]]
+                                                      if len(pools) > 1 else [])
+    return "\n".join([
+        "```mermaid",
+        "xychart-beta",
+        '    title "Pod pool utilisation (%)"',
+        "    x-axis [" + ", ".join(_label(n) for n in names) + "]",
+        '    y-axis "allocated %" 0 --> 100',
+        "    bar [" + ", ".join(str(v) for v in values) + "]",
+        "```",
+    ])
+
+
+def cores_chart(data: dict[str, Any]) -> str:
+    """Mermaid xychart-beta: cores per DC, the site, the site without the lost DC, and the declared demand."""
+    c = data["compute"]
+    lost = (c.get("lose_dc") or {}).get("dc")
+    names = [f"{dc} (lost)" if dc == lost else dc for dc in c["per_dc"]] + ["site"]
+    values = [r["cores"] for r in c["per_dc"].values()] + [c["total"]["cores"]]
+    if lost:
+        names.append(f"site without {lost}")
+        values.append(c["lose_dc"]["cores"])
+    if c["demand"]:
+        names.append("demand")
+        values.append(c["demand"]["cores"])
+    top = max([*values, 1])
+    title = f"Cores per DC, for the site and without {lost}" if lost else "Cores per DC and for the site"
+    return "\n".join([
+        "```mermaid",
+        "xychart-beta",
+        f"    title {_label(title)}",
+        "    x-axis [" + ", ".join(_label(n) for n in names) + "]",
+        f'    y-axis "cores" 0 --> {top + top // 10}',
+        "    bar [" + ", ".join(str(v) for v in values) + "]",
+        "```",
+    ])
