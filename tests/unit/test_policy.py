@@ -1,0 +1,218 @@
+"""Route-policy tests over the rendered lab configs, the way Batfish's testRoutePolicies works.
+
+Expected verdicts come from the Plan (what the design says); verdicts come from provisioner.policy
+reading the rendered BIRD/FRR text (what ships). Mutation tests prove the evaluator can fail.
+"""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Network
+
+import pytest
+
+from provisioner.pipeline import compile_site
+from provisioner.plan import Plan
+from provisioner.policy import BirdConfig, FrrConfig, PolicyParseError
+from provisioner.render import render
+from tests.conftest import LAB
+
+DEFAULT = IPv4Network("0.0.0.0/0")
+
+
+@pytest.fixture(scope="module")
+def lab() -> tuple[Plan, dict[str, str]]:
+    plan = compile_site(LAB).plan
+    return plan, render(plan)
+
+
+def too_specific(net: IPv4Network) -> IPv4Network:
+    return next(net.subnets(prefixlen_diff=1))
+
+
+def test_lab_has_what_the_policy_tests_cover(lab):
+    plan, artifacts = lab
+    assert len(plan.nodes) == 12 and len(plan.tors) == 6 and len(plan.control_plane) == 3
+    assert all(f"nodes/{n.hostname}/bird.conf" in artifacts for n in plan.nodes)
+    assert all(f"tors/{t.name}/frr.conf" in artifacts for t in plan.tors)
+
+
+def test_every_node_exports_exactly_its_pod_prefix_and_anycast(lab):
+    plan, artifacts = lab
+    for i, node in enumerate(plan.nodes):
+        cfg = BirdConfig.parse(artifacts[f"nodes/{node.hostname}/bird.conf"])
+        neighbour = plan.nodes[(i + 1) % len(plan.nodes)]
+        cases = {node.pod_cidr: True, neighbour.pod_cidr: False, DEFAULT: False,
+                 too_specific(node.pod_cidr): False, plan.service_cidr: False, node.session.subnet: False}
+        for anycast in plan.anycast:
+            cases[anycast] = True
+            cases[too_specific(anycast)] = False
+        for prefix, expected in cases.items():
+            d = cfg.evaluate("tor", "export", prefix)
+            assert d.accepted is expected, f"{node.hostname} export {prefix}: {d.reason}"
+
+
+def test_every_node_imports_only_default_and_pod_pools(lab):
+    plan, artifacts = lab
+    for i, node in enumerate(plan.nodes):
+        cfg = BirdConfig.parse(artifacts[f"nodes/{node.hostname}/bird.conf"])
+        neighbour = plan.nodes[(i + 1) % len(plan.nodes)]
+        cases = {DEFAULT: True, neighbour.pod_cidr: False, node.pod_cidr: False, plan.service_cidr: False}
+        cases.update({pool: True for pool in plan.pod_pools})
+        cases.update({a: False for a in plan.anycast})
+        for prefix, expected in cases.items():
+            d = cfg.evaluate("tor", "import", prefix, source="RTS_BGP")
+            assert d.accepted is expected, f"{node.hostname} import {prefix}: {d.reason}"
+
+
+def test_static_announcements_never_reach_the_kernel(lab):
+    plan, artifacts = lab
+    for node in plan.nodes:
+        cfg = BirdConfig.parse(artifacts[f"nodes/{node.hostname}/bird.conf"])
+        for prefix in node.announces:
+            assert not cfg.evaluate("kernel", "export", prefix, source="RTS_STATIC").accepted
+        assert cfg.evaluate("kernel", "export", DEFAULT, source="RTS_BGP").accepted
+
+
+def test_control_plane_vms_export_only_the_api_address(lab):
+    plan, artifacts = lab
+    api = IPv4Network(plan.api_address)
+    for vm in plan.control_plane:
+        cfg = BirdConfig.parse(artifacts[f"control-plane/{vm.name}/bird.conf"])
+        for prefix, expected in {api: True, DEFAULT: False, plan.nodes[0].pod_cidr: False,
+                                 **{a: False for a in plan.anycast}}.items():
+            assert cfg.evaluate("tor", "export", prefix).accepted is expected, (vm.name, prefix)
+        assert not cfg.evaluate("tor", "import", DEFAULT).accepted
+
+
+def test_every_tor_neighbour_filter_accepts_only_that_sessions_announcements(lab):
+    plan, artifacts = lab
+    all_pods = [n.pod_cidr for n in plan.nodes]
+    checked = 0
+    for tor in plan.tors:
+        cfg = FrrConfig.parse(artifacts[f"tors/{tor.name}/frr.conf"])
+        for s in tor.clients:
+            peer = str(s.a.address)
+            own = set(s.a_announces)
+            cases: dict[IPv4Network, bool] = {p: True for p in own}
+            cases.update({p: False for p in all_pods if p not in own})  # every other node's /24
+            cases[DEFAULT] = False
+            for anycast in plan.anycast:
+                cases[anycast] = anycast in own  # CP VMs announce the API /32 only
+                cases[too_specific(anycast)] = False
+            cases[IPv4Network(f"{plan.api_address}/32")] = s.kind == "vm-tor"
+            for prefix, expected in cases.items():
+                d = cfg.evaluate(peer, "in", prefix)
+                assert d.accepted is expected, f"{tor.name} from {s.a.host} {prefix}: {d.reason}"
+            # to the servers: only the default route
+            assert not cfg.evaluate(peer, "out", s.a_announces[0]).accepted
+            assert cfg.evaluate(peer, "out", DEFAULT).accepted
+            checked += 1
+    assert checked == len(plan.nodes) + len(plan.control_plane)
+
+
+def test_tor_uplinks_announce_the_rack_and_nothing_foreign(lab):
+    plan, artifacts = lab
+    for tor in plan.tors:
+        cfg = FrrConfig.parse(artifacts[f"tors/{tor.name}/frr.conf"])
+        mine = {n.pod_cidr for n in plan.nodes if n.tor == tor.name}
+        foreign = {n.pod_cidr for n in plan.nodes if n.tor != tor.name}
+        for up in tor.uplinks:
+            spine = str(up.b.address)
+            assert cfg.evaluate(spine, "out", tor.subnet).accepted
+            for p in mine | set(plan.anycast):
+                assert cfg.evaluate(spine, "out", p).accepted, (tor.name, p)
+            for p in foreign | {DEFAULT}:
+                assert not cfg.evaluate(spine, "out", p).accepted, (tor.name, p)
+            assert not cfg.evaluate(spine, "in", DEFAULT).accepted
+            assert cfg.evaluate(spine, "in", next(iter(foreign))).accepted
+
+
+def test_spines_depreference_anycast_from_other_dcs(lab):
+    plan, artifacts = lab
+    for spine in plan.spines:
+        cfg = FrrConfig.parse(artifacts[f"spines/{spine.name}/frr.conf"])
+        for s in spine.peers:
+            peer = str(s.other(spine.name).address)
+            for a in plan.anycast:
+                assert cfg.evaluate(peer, "in", a).local_pref == 50
+            assert cfg.evaluate(peer, "in", f"{plan.api_address}/32").local_pref == 50
+            pod = cfg.evaluate(peer, "in", plan.nodes[0].pod_cidr)
+            assert pod.accepted and pod.local_pref is None
+        for s in spine.downlinks:
+            d = cfg.evaluate(str(s.a.address), "in", plan.anycast[0])
+            assert d.accepted and d.local_pref is None  # local anycast keeps the default 100
+
+
+# ---- the evaluator can fail: mutate the shipped text and the verdict changes
+
+
+def test_mutated_bird_export_is_caught(lab):
+    plan, artifacts = lab
+    node, neighbour = plan.nodes[0], plan.nodes[1]
+    text = artifacts[f"nodes/{node.hostname}/bird.conf"]
+    assert not BirdConfig.parse(text).evaluate("tor", "export", neighbour.pod_cidr).accepted
+    hijack = text.replace(f"  {node.pod_cidr},", f"  {node.pod_cidr},\n  {neighbour.pod_cidr},", 1)
+    assert BirdConfig.parse(hijack).evaluate("tor", "export", neighbour.pod_cidr).accepted
+    widened = text.replace(f"  {plan.anycast[0]}\n", f"  {plan.anycast[0]}+\n", 1)
+    assert widened != text
+    assert BirdConfig.parse(widened).evaluate("tor", "export", too_specific(plan.anycast[0])).accepted
+    permissive = text.replace("if net ~ ANNOUNCE then accept;\n  reject;", "accept;", 1)
+    assert BirdConfig.parse(permissive).evaluate("tor", "export", DEFAULT).accepted
+
+
+def test_mutated_frr_prefix_list_is_caught(lab):
+    plan, artifacts = lab
+    tor = plan.tors[0]
+    s = tor.clients[0]
+    text = artifacts[f"tors/{tor.name}/frr.conf"]
+    anycast = plan.anycast[0]
+    line = next(ln for ln in text.splitlines() if ln.startswith(f"ip prefix-list FROM-{s.a.host} ")
+                and ln.endswith(f" {anycast}"))
+    loose = text.replace(line, line + " le 32")
+    assert FrrConfig.parse(loose).evaluate(str(s.a.address), "in", too_specific(anycast)).accepted
+    unbound = text.replace(f" neighbor {s.a.address} prefix-list FROM-{s.a.host} in\n", "")
+    assert FrrConfig.parse(unbound).evaluate(str(s.a.address), "in", plan.nodes[-1].pod_cidr).accepted
+    dangling = text.replace(f"prefix-list FROM-{s.a.host} in", "prefix-list FROM-nobody in")
+    assert not FrrConfig.parse(dangling).evaluate(str(s.a.address), "in", s.a_announces[0]).accepted
+
+
+def test_frr_ebgp_without_policy_is_denied():
+    cfg = FrrConfig.parse("router bgp 65001\n neighbor 192.0.2.1 remote-as 65002\nexit\n")
+    assert not cfg.evaluate("192.0.2.1", "in", "10.0.0.0/24").accepted
+    relaxed = FrrConfig.parse("router bgp 65001\n no bgp ebgp-requires-policy\n neighbor 192.0.2.1 remote-as 65002\n")
+    assert relaxed.evaluate("192.0.2.1", "in", "10.0.0.0/24").accepted
+
+
+@pytest.mark.parametrize("text", [
+    "filter f\n{\n  if net ~ [ 10.0.0.0/8 ] && bgp_path.len > 2 then accept;\n  reject;\n}\n",
+    "filter f\n{\n  bgp_local_pref = 50;\n  accept;\n}\n",
+    "filter f\n{\n  if net ~ [ 10.0.0.0/8{33,40} ] then accept;\n}\n",
+    "filter f\n{\n  if net ~ UNDEFINED then accept;\n}\n",
+])
+def test_bird_constructs_it_does_not_model_are_refused(text):
+    with pytest.raises(PolicyParseError):
+        BirdConfig.parse(text)
+
+
+@pytest.mark.parametrize("text", [
+    "route-map X permit 10\n match community C\nexit\n",
+    "route-map X permit 10\n set as-path prepend 65000\nexit\n",
+    "ip prefix-list P seq 5 permit 10.0.0.1/8\n",
+    "router bgp 1\n neighbor 192.0.2.1 filter-list F in\n",
+])
+def test_frr_constructs_it_does_not_model_are_refused(text):
+    with pytest.raises(PolicyParseError):
+        FrrConfig.parse(text)
+
+
+def test_bird_prefix_patterns():
+    cfg = BirdConfig.parse(
+        "define S = [ 10.0.0.0/8+, 172.16.0.0/12{16,24}, 192.168.0.0/16- ];\n"
+        "filter f\n{\n  if net ~ S then accept;\n  reject;\n}\n"
+    )
+    verdicts = {p: cfg.evaluate_filter("f", p).accepted for p in
+                ["10.0.0.0/8", "10.1.2.0/24", "11.0.0.0/8", "172.16.0.0/12", "172.17.0.0/16", "172.17.1.0/25",
+                 "192.168.0.0/16", "192.0.0.0/8", "192.168.1.0/24"]}
+    assert verdicts == {"10.0.0.0/8": True, "10.1.2.0/24": True, "11.0.0.0/8": False, "172.16.0.0/12": False,
+                        "172.17.0.0/16": True, "172.17.1.0/25": False, "192.168.0.0/16": True,
+                        "192.0.0.0/8": True, "192.168.1.0/24": False}
