@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from ipaddress import IPv4Address, IPv4Network
 
+from .etcd_rules import etcd_problems
 from .model import HOSTNAME_RE, Site
 
 Loc = tuple[str | int, ...]
@@ -16,7 +17,7 @@ Finding = tuple[Loc, str]
 
 def site_problems(site: Site) -> list[Finding]:
     problems: list[Finding] = []
-    for rule in (_names, _addresses, _references, _prefixes, _asns, _etcd_timing):
+    for rule in (_names, _addresses, _references, _prefixes, _asns, _etcd_timing, etcd_problems):
         problems.extend(rule(site))
     return problems
 
