@@ -156,6 +156,10 @@ def owned_addresses(plan: Plan, tables: dict[str, list[Neighbor]]) -> dict[IPv4A
         owners[v.address].add(v.name)
     for t in plan.tors:
         owners[t.address].add(t.name)
+    for lid, link in plan.allocations.fabric_links.items():  # interfaces of the fabric /31s: "low~high"
+        low, _, high = lid.partition("~")
+        owners[link.network_address].add(low)
+        owners[link.broadcast_address].add(high)
     for host, table in tables.items():
         for nb in table:
             owners[nb.local_ip].add(host)
