@@ -11,7 +11,6 @@ import hashlib
 import ipaddress
 import itertools
 import json
-import time
 from pathlib import Path
 
 import pytest
@@ -335,8 +334,10 @@ def test_capacity_changes_nothing_on_disk(site_copy):
     assert sorted(p.name for p in project.iterdir()) == ["inventories", "rendered"]
 
 
-def test_fast_at_10000_nodes(tmp_path: Path):
-    """500 racks x 20 nodes with an empty lock: the allocator places 10 000 prefixes and the report follows."""
+def test_10000_node_whatif_allocates_everything_in_memory(tmp_path: Path):
+    """500 racks x 20 nodes with an empty lock: the allocator places 10 000 prefixes and the report follows.
+
+    Speed is measured in benchmarks/, not asserted here."""
     racks = []
     for i in range(500):
         dc, r = i % 3 + 1, i // 3 + 1
@@ -360,12 +361,9 @@ def test_fast_at_10000_nodes(tmp_path: Path):
     site_dir = tmp_path / "big"
     site_dir.mkdir()
     (site_dir / "site.yaml").write_text(yaml.safe_dump(site))
-    start = time.perf_counter()
     data = capacity_json("--add-racks", "dc1=10", "--lose-dc", "dc2", site=site_dir, code=1)
-    elapsed = time.perf_counter() - start
     assert data["compute"]["total"]["nodes"] == 10_000 + 10 * 20
     assert data["pools"]["pools"][0]["allocated"] == 10_200
     assert not (site_dir / "allocations.yaml").exists()
-    # ECMP at the spine: 167 ToRs in dc1 > 128 (the only failing check); generous bound for shared CI cores.
+    # ECMP at the spine: 167 ToRs in dc1 > 128 (the only failing check).
     assert [c["what"] for c in data["fabric"]["checks"] if not c["ok"]] == ["ECMP width"]
-    assert elapsed < 15, elapsed
