@@ -1,0 +1,142 @@
+"""lab: bring a site up in network namespaces on this machine, verify it, break it, restore it, remove it."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import click
+
+from ..report import text_table, to_json
+
+site_argument = click.argument("site", type=click.Path(path_type=Path))
+lab_format = click.option("--format", "fmt", type=click.Choice(("text", "json")), default="text", show_default=True)
+timeout_option = click.option("--timeout", type=float, default=90.0, show_default=True,
+                              help="seconds to wait for convergence before declaring a failure")
+
+
+def _need_root() -> None:
+    if os.geteuid() != 0:
+        click.echo("provisioner lab needs root (network namespaces, veth links, mounts); run it with sudo",
+                   err=True)
+        raise click.exceptions.Exit(2)
+
+
+def _guard(fn):
+    """Expected lab failures print a message, not a traceback (exit 1; bad topology exit 2)."""
+    from ..lab.netns import LabError
+    from ..lab.topology import TopologyError
+
+    try:
+        return fn()
+    except TopologyError as exc:
+        click.echo(f"error: {exc}", err=True)
+        raise click.exceptions.Exit(2) from None
+    except LabError as exc:
+        click.echo(f"error: {exc}", err=True)
+        raise click.exceptions.Exit(1) from None
+
+
+@click.group()
+def lab() -> None:
+    """Network-namespace lab of SITE (root): FRR switches, BIRD nodes, sshd and etcd on every host.
+
+    Names use the lab prefix (PROVISIONER_LAB_PREFIX, default plab); state lives in .lab/<site>/.
+    """
+
+
+def _print_report(report, fmt: str) -> None:
+    if fmt == "json":
+        click.echo(to_json(report.as_dict()), nl=False)
+        return
+    click.echo(text_table(("check", "status", "detail"), report.rows()))
+    click.echo(report.summary())
+
+
+@lab.command()
+@site_argument
+@click.option("--bare", is_flag=True, help="namespaces, links, sshd and FRR only: no BIRD, no etcd, no verify")
+@timeout_option
+def up(site: Path, bare: bool, timeout: float) -> int:
+    """Create the lab of SITE and (unless --bare) verify it."""
+    _need_root()
+    from ..lab import up as up_mod
+    from ..lab.teardown import down as down_fn
+
+    click.echo(f"lab up {site}{' (bare)' if bare else ''}:")
+    t0 = time.monotonic()
+    try:
+        state = _guard(lambda: up_mod.up(site, bare=bare, log=click.echo))
+    except BaseException:
+        click.echo("lab up failed; removing what it made (lab down)", err=True)
+        down_fn(site)
+        raise
+    click.echo(f"lab {state['site']} up in {state['up_seconds']:.1f}s: {len(state['hosts'])} hosts "
+               f"(prefix {state['prefix']}); inventory overlay {state['state_dir']}/inventory.yml")
+    if bare:
+        rows = [(name, h["role"], h["ns"], h["mgmt_address"]) for name, h in sorted(state["hosts"].items())]
+        click.echo(text_table(("host", "role", "namespace", "ssh"), rows))
+        click.echo("bare: FRR runs on the switches; BIRD and etcd are left to `provisioner apply`")
+        return 0
+    from ..lab import verify as verify_mod
+
+    report = _guard(lambda: verify_mod.verify(site, timeout=timeout))
+    _print_report(report, "text")
+    click.echo(f"lab up + verify: {time.monotonic() - t0:.1f}s")
+    return 0 if report.ok else 1
+
+
+@lab.command()
+@site_argument
+@lab_format
+@timeout_option
+def verify(site: Path, fmt: str, timeout: float) -> int:
+    """Check sessions, routes, anycast, etcd and the API address against the Plan (exit 1 on a failure)."""
+    _need_root()
+    from ..lab import verify as verify_mod
+
+    report = _guard(lambda: verify_mod.verify(site, timeout=timeout))
+    _print_report(report, fmt)
+    return 0 if report.ok else 1
+
+
+@lab.command()
+@site_argument
+@click.argument("kind", type=click.Choice(("dc", "host", "link")))
+@click.argument("names", nargs=-1, required=True)
+def fail(site: Path, kind: str, names: tuple[str, ...]) -> int:
+    """Fail a DC (`dc NAME`), a host (`host NAME`) or a link (`link A B`): stop daemons or cut the link."""
+    _need_root()
+    from ..lab import fail as fail_mod
+
+    entry = _guard(lambda: fail_mod.fail(site, kind, names))
+    click.echo(fail_mod.describe(entry))
+    return 0
+
+
+@lab.command()
+@site_argument
+def restore(site: Path) -> int:
+    """Undo every recorded failure: restart stopped daemons, bring cut links up."""
+    _need_root()
+    from ..lab import fail as fail_mod
+
+    undone = _guard(lambda: fail_mod.restore(site))
+    click.echo(f"restored {len(undone)} failure(s)" + "".join(f"\n  {fail_mod.describe(e)}" for e in undone))
+    return 0
+
+
+@lab.command()
+@site_argument
+def down(site: Path) -> int:
+    """Remove every namespace, link, process and file of the lab (safe twice, and after a crash)."""
+    _need_root()
+    from ..lab.teardown import down as down_fn
+
+    t0 = time.monotonic()
+    report = _guard(lambda: down_fn(site))
+    click.echo(f"lab down (prefix {report['prefix']}): {len(report['namespaces'])} namespaces, "
+               f"{len(report['links'])} root links, {report['processes']} processes, "
+               f"{len(report['files'])} paths removed in {time.monotonic() - t0:.1f}s")
+    return 0

@@ -1,0 +1,250 @@
+"""Lab hosts: one network namespace plus one private mount (and UTS) namespace each, held by an anchor process.
+
+The anchor is started as ``ip netns exec <prefix>-<host> unshare --mount --uts --propagation private sh
+setup.sh``. setup.sh sets the hostname, bind-mounts the host's own directories over :data:`MOUNTS` (and
+fake ``/proc/cpuinfo`` and ``/proc/meminfo`` from the model's hardware profile), configures the
+interfaces, writes its pid and execs ``sleep infinity``. Everything of that host (sshd, FRR, BIRD, etcd,
+whatever Ansible runs over ssh) runs inside it via ``nsenter --target <anchor> --mount --net --uts``, so
+rendered configs are used at their real absolute paths and vtysh, birdc and frr-reload.py work unchanged.
+
+Public API (used by the apply tests): :func:`host_exec`, :func:`set_hardware_facts`,
+:func:`restart_sshd`, :func:`trust_host_key`, :func:`mgmt_address`, :func:`host_root`.
+"""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from . import state as st
+from .netns import LabError, alive, kill_pids, run
+from .topology import MGMT_IF, RACK_BRIDGE, LabHost, Topology
+
+# Real paths replaced inside every lab host by a directory of its own (under hosts/<host>/root/).
+MOUNTS = ("/etc/bird", "/run/bird", "/etc/frr", "/var/run/frr", "/etc/etcd", "/etc/etcd-events", "/var/lib/etcd",
+          "/var/lib/etcd-events", "/etc/cni/net.d", "/etc/kubernetes", "/etc/provisioner")
+FAKE_PROC = ("cpuinfo", "meminfo")
+SSHD = "/usr/sbin/sshd"
+
+
+# --- per-host files -----------------------------------------------------------------------------------------
+
+def cpuinfo(cpu_vendor: str, sockets: int, cores: int, **_: Any) -> str:
+    """One ``processor`` block per physical core (no SMT): ``physical id`` and ``core id`` identify a core,
+    ``cpu cores`` is the number of cores per socket, as on real hardware."""
+    per_socket = max(1, cores // sockets)
+    model = "AMD EPYC (provisioner lab)" if cpu_vendor == "AuthenticAMD" else "Intel Xeon (provisioner lab)"
+    blocks = []
+    for n in range(cores):
+        socket, core = divmod(n, per_socket)
+        blocks.append(
+            f"processor\t: {n}\nvendor_id\t: {cpu_vendor}\ncpu family\t: 25\nmodel\t\t: 1\n"
+            f"model name\t: {model}\nstepping\t: 1\ncpu MHz\t\t: 2450.000\ncache size\t: 512 KB\n"
+            f"physical id\t: {min(socket, sockets - 1)}\nsiblings\t: {per_socket}\ncore id\t\t: {core}\n"
+            f"cpu cores\t: {per_socket}\napicid\t\t: {n}\nfpu\t\t: yes\nflags\t\t: fpu vme de pse tsc msr pae "
+            "mce cx8 apic sep mtrr pge mca cmov pat pse36 clflush mmx fxsr sse sse2 ht syscall nx lm\n"
+        )
+    return "\n".join(blocks) + "\n"
+
+
+def meminfo(memory_gib: int, **_: Any) -> str:
+    kib = memory_gib * 1024 * 1024
+    rows = [("MemTotal", kib), ("MemFree", kib * 9 // 10), ("MemAvailable", kib * 9 // 10), ("Buffers", 0),
+            ("Cached", kib // 20), ("SwapCached", 0), ("SwapTotal", 0), ("SwapFree", 0)]
+    return "".join(f"{k + ':':<16}{v:>8} kB\n" for k, v in rows)
+
+
+def write_in_place(path: Path, text: str) -> None:
+    """Truncate and rewrite (same inode): a file bind-mounted into a running host sees the new content."""
+    with open(path, "w") as f:
+        f.write(text)
+
+
+def write_hardware(hdir: Path, hardware: dict[str, Any]) -> None:
+    (hdir / "proc").mkdir(parents=True, exist_ok=True)
+    write_in_place(hdir / "proc" / "cpuinfo", cpuinfo(**hardware))
+    write_in_place(hdir / "proc" / "meminfo", meminfo(**hardware))
+
+
+def setup_script(topo: Topology, host: LabHost, hdir: Path) -> str:
+    """The anchor: namespaces' content of one host, then sleep forever holding them."""
+    q = shlex.quote
+    ip: list[str] = ["link set lo up"]
+    ip += [f"addr add {a} dev lo" for a in host.loopback]
+    for b in host.bridges:
+        ip += [f"link add {b.ifname} type bridge", f"addr add {b.address} dev {b.ifname}", f"link set {b.ifname} up"]
+    if host.pod_veth:
+        ip += ["link add pod0 type veth peer name pod0p", "link set pod0p master br0", "link set pod0p up",
+               "link set pod0 up"]
+    for link in topo.links_of(host.name):
+        for end in (link.a, link.b):
+            if end.host != host.name:
+                continue
+            if end.master:
+                ip.append(f"link set {end.ifname} master {end.master}")
+            if end.address is not None:
+                ip.append(f"addr add {end.address} dev {end.ifname}")
+            ip.append(f"link set {end.ifname} up")
+    ip += [f"addr add {host.mgmt} dev {MGMT_IF}", f"link set {MGMT_IF} up"]
+    ip += [f"route add {r.dst} via {r.via}" + (f" metric {r.metric}" if r.metric else "") for r in host.routes]
+    lines = [
+        "#!/bin/sh",
+        f"# Anchor of lab host {host.name} ({host.role}), namespace {host.ns}. Generated by provisioner lab.",
+        "set -eu",
+        f"exec >>{q(str(hdir / 'logs' / 'anchor.log'))} 2>&1",
+        f"hostname {q(host.name)}",
+    ]
+    lines += [f"mount --bind {q(str(hdir / 'root') + m)} {m}" for m in MOUNTS]
+    lines += [f"mount --bind {q(str(hdir / 'proc' / p))} /proc/{p}" for p in FAKE_PROC]
+    lines += ["for f in all default; do echo 1 > /proc/sys/net/ipv6/conf/$f/disable_ipv6 2>/dev/null || true; done"]
+    lines += ["ip -batch - <<'EOF'", *ip, "EOF"]
+    if host.forwarding:
+        lines.append("echo 1 > /proc/sys/net/ipv4/ip_forward")
+    # Nothing received on the management link is ever routed, even on a switch that forwards.
+    lines.append(f"echo 0 > /proc/sys/net/ipv4/conf/{MGMT_IF}/forwarding")
+    lines.append(f"echo 1 > /proc/sys/net/ipv4/conf/{MGMT_IF}/rp_filter")
+    if host.kind == "tor":
+        lines.append(f"echo 0 > /proc/sys/net/ipv4/conf/{RACK_BRIDGE}/rp_filter")
+    lines += [f"echo $$ > {q(str(hdir / 'anchor.pid'))}", "exec sleep infinity"]
+    return "\n".join(lines) + "\n"
+
+
+def sshd_config(sdir: Path, host: LabHost) -> str:
+    hdir = sdir / "hosts" / host.name
+    return "\n".join([
+        f"# sshd of lab host {host.name}: management address only, lab host key, lab controller key for root.",
+        f"ListenAddress {host.mgmt.ip}:22",
+        f"HostKey {hdir / 'ssh_host_ed25519_key'}",
+        f"PidFile {hdir / 'sshd.pid'}",
+        f"AuthorizedKeysFile {sdir / 'authorized_keys'}",
+        "PermitRootLogin prohibit-password",
+        "PasswordAuthentication no",
+        "KbdInteractiveAuthentication no",
+        "UsePAM no",
+        "StrictModes no",
+        "PrintMotd no",
+        "UseDNS no",
+        "MaxStartups 100:30:200",
+        "MaxSessions 50",
+        "Subsystem sftp /usr/lib/openssh/sftp-server",
+        "",
+    ])
+
+
+def keygen(path: Path, comment: str) -> None:
+    for p in (path, path.with_name(path.name + ".pub")):
+        p.unlink(missing_ok=True)
+    run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)])
+
+
+def known_hosts_line(state: dict[str, Any], host: str) -> str:
+    h = state["hosts"][host]
+    key = (Path(h["dir"]) / "ssh_host_ed25519_key.pub").read_text().split()
+    return f"{h['mgmt_address']} {key[0]} {key[1]}\n"
+
+
+def write_known_hosts(state: dict[str, Any]) -> None:
+    path = Path(state["state_dir"]) / "known_hosts"
+    path.write_text("".join(known_hosts_line(state, h) for h in sorted(state["hosts"])))
+
+
+# --- the API ------------------------------------------------------------------------------------------------
+
+def _state(site: str | Path, prefix: str | None) -> dict[str, Any]:
+    return st.load(site, prefix)
+
+
+def _anchor(state: dict[str, Any], host: str) -> int:
+    try:
+        h = state["hosts"][host]
+    except KeyError:
+        raise LabError(f"no lab host {host!r}") from None
+    pid = int(h.get("anchor_pid") or 0)
+    if not alive(pid):
+        raise LabError(f"lab host {host}: anchor process {pid} is gone (run `provisioner lab down` and up again)")
+    return pid
+
+
+def nsenter_argv(state: dict[str, Any], host: str, argv: Sequence[str]) -> list[str]:
+    return ["nsenter", "--target", str(_anchor(state, host)), "--mount", "--net", "--uts", "--", *argv]
+
+
+def host_exec(site: str | Path, host: str, argv: Sequence[str], *, input: str | None = None, timeout: float = 60,
+              check: bool = False, prefix: str | None = None,
+              state: dict[str, Any] | None = None) -> subprocess.CompletedProcess:
+    """Run ``argv`` inside lab host ``host`` (its network, mount and UTS namespaces); text output."""
+    state = state or _state(site, prefix)
+    return run(nsenter_argv(state, host, argv), check=check, timeout=timeout, input=input)
+
+
+def host_root(site: str | Path, host: str, prefix: str | None = None) -> Path:
+    """The directory that is ``/`` for :data:`MOUNTS` inside the host (``<root>/etc/bird`` is its /etc/bird)."""
+    return st.host_dir(site, host, prefix) / "root"
+
+
+def mgmt_address(site: str | Path, host: str, prefix: str | None = None) -> str:
+    return _state(site, prefix)["hosts"][host]["mgmt_address"]
+
+
+def set_hardware_facts(site: str | Path, host: str, *, cores: int | None = None, vendor: str | None = None,
+                       memory_gib: int | None = None, sockets: int | None = None,
+                       prefix: str | None = None) -> dict[str, Any]:
+    """Rewrite the host's fake /proc/cpuinfo and /proc/meminfo (seen at once, also over ssh); returns the
+    facts now in effect. ``lab restore`` does not reset them; ``lab down`` forgets them."""
+    state = _state(site, prefix)
+    h = state["hosts"][host]
+    hw = dict(h["hardware"])
+    for key, value in (("cores", cores), ("cpu_vendor", vendor), ("memory_gib", memory_gib), ("sockets", sockets)):
+        if value is not None:
+            hw[key] = value
+    write_hardware(Path(h["dir"]), hw)
+    h["hardware"] = hw
+    st.save(state)
+    return hw
+
+
+def start_sshd(state: dict[str, Any], host: str) -> int:
+    hdir = Path(state["hosts"][host]["dir"])
+    pidfile = hdir / "sshd.pid"
+    pidfile.unlink(missing_ok=True)
+    run(nsenter_argv(state, host, [SSHD, "-f", str(hdir / "sshd_config"), "-E", str(hdir / "logs" / "sshd.log")]))
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        try:
+            pid = int(pidfile.read_text().split()[0])
+            if alive(pid):
+                return pid
+        except (OSError, ValueError, IndexError):
+            pass
+        time.sleep(0.05)
+    raise LabError(f"{host}: sshd did not start (see {hdir / 'logs' / 'sshd.log'})")
+
+
+def stop_sshd(state: dict[str, Any], host: str) -> None:
+    pidfile = Path(state["hosts"][host]["dir"]) / "sshd.pid"
+    try:
+        pid = int(pidfile.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return
+    if alive(pid) and (Path(f"/proc/{pid}/comm").read_text().strip() == "sshd"):
+        kill_pids([pid])
+    pidfile.unlink(missing_ok=True)
+
+
+def restart_sshd(site: str | Path, host: str, *, new_host_key: bool = True, prefix: str | None = None) -> int:
+    """Restart the host's sshd; with ``new_host_key`` it gets a fresh host key that known_hosts does NOT know
+    (simulates a reinstalled or impostor host). :func:`trust_host_key` makes known_hosts match again."""
+    state = _state(site, prefix)
+    stop_sshd(state, host)
+    if new_host_key:
+        keygen(Path(state["hosts"][host]["dir"]) / "ssh_host_ed25519_key", f"root@{host}")
+    return start_sshd(state, host)
+
+
+def trust_host_key(site: str | Path, host: str | None = None, *, prefix: str | None = None) -> None:
+    """Rewrite known_hosts from the hosts' current keys (``host`` is accepted for symmetry; all are rewritten)."""
+    write_known_hosts(_state(site, prefix))

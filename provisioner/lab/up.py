@@ -1,0 +1,262 @@
+"""`lab up`: namespaces, links, addresses, anchors, sshd, then FRR (and unless bare BIRD and etcd)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from ipaddress import IPv4Address, ip_network
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..pipeline import compile_site
+from ..render import render
+from . import state as st
+from .daemons import FRR_DAEMONS_FILE, VTYSH_CONF, svc, svc_path, write_svc
+from .hosts import MOUNTS, keygen, setup_script, sshd_config, start_sshd, write_hardware, write_known_hosts
+from .netns import LabError, alive, ip_batch, netns_list, run
+from .topology import MGMT_IF, Topology, derive, mgmt_network
+
+WORKERS = 8
+ANCHOR_TIMEOUT = 30.0
+
+
+def parallel(fn: Callable[[Any], Any], items: list[Any], workers: int = WORKERS) -> list[Any]:
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(fn, items))
+
+
+def _check_mgmt_free(topo: Topology, state_hosts: dict[str, Any]) -> None:
+    """Refuse when something else on this machine already uses our management addresses."""
+    ours = [topo.mgmt_gateway.ip, *(IPv4Address(h["mgmt_address"]) for h in state_hosts.values())]
+    net = mgmt_network(topo.prefix)
+    out = run(["ip", "-j", "-4", "route", "show", "table", "all"], check=False).stdout
+    for route in json.loads(out or "[]"):
+        dst = route.get("dst", "")
+        if dst in ("default", "") or route.get("dev") == topo.mgmt_bridge:
+            continue
+        try:
+            dnet = ip_network(dst if "/" in dst else f"{dst}/32", strict=False)
+        except ValueError:
+            continue
+        if dnet == net or (dnet.prefixlen >= net.prefixlen and any(a in dnet for a in ours)):
+            raise LabError(f"management network {net} of lab prefix {topo.prefix} is in use on this machine "
+                           f"(route {dst} dev {route.get('dev')}); set PROVISIONER_LAB_PREFIX to another prefix")
+
+
+def _ensure_mountpoints() -> list[str]:
+    created = []
+    for m in (*MOUNTS, "/run/sshd"):
+        p = Path(m)
+        if not p.exists():
+            p.mkdir(parents=True, mode=0o755)
+            created.append(m)
+    return created
+
+
+def _prepare_host(state: dict[str, Any], topo: Topology, artifacts: dict[str, str], host: str, bare: bool) -> None:
+    h = topo.host(host)
+    sdir = Path(state["state_dir"])
+    hdir = sdir / "hosts" / host
+    root = hdir / "root"
+    for m in MOUNTS:
+        (root / m.lstrip("/")).mkdir(parents=True, exist_ok=True)
+    (hdir / "logs").mkdir(parents=True, exist_ok=True)
+    for m in ("var/lib/etcd", "var/lib/etcd-events"):
+        (root / m).chmod(0o700)
+    if h.kind in ("tor", "spine"):
+        (root / "etc/frr/daemons").write_text(FRR_DAEMONS_FILE)
+        (root / "etc/frr/vtysh.conf").write_text(VTYSH_CONF)
+        for d in (root / "etc/frr", root / "var/run/frr"):
+            shutil.chown(d, "frr", "frr")
+            for f in d.iterdir():
+                shutil.chown(f, "frr", "frr")
+    for rel, target in h.configs:
+        is_frr = target.startswith("/etc/frr/")
+        if rel not in artifacts:
+            raise LabError(f"{host}: the rendered tree has no {rel} (is its template missing?)")
+        if bare and not is_frr:
+            continue
+        dest = root / target.lstrip("/")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_text(artifacts[rel])
+        if is_frr:
+            shutil.chown(dest, "frr", "frr")
+    if not bare:
+        _install_pki(state, h, root)
+    write_hardware(hdir, h.hw)
+    (hdir / "setup.sh").write_text(setup_script(topo, h, hdir))
+    (hdir / "sshd_config").write_text(sshd_config(sdir, h))
+    keygen(hdir / "ssh_host_ed25519_key", f"root@{host}")
+
+
+def _install_pki(state: dict[str, Any], h, root: Path) -> None:
+    """As docs/control-plane.md says: <cluster>/<member>/ -> /etc/<cluster>/pki/ on the member;
+    control-plane/ -> /etc/kubernetes/pki/ on the control-plane VMs."""
+    pki = Path(state["pki"])
+    if h.role in ("etcd", "etcd_events"):
+        cluster = "etcd" if h.role == "etcd" else "etcd-events"
+        pairs = [(pki / cluster / h.name, root / "etc" / cluster / "pki")]
+    elif h.role == "control_plane":
+        pairs = [(pki / "control-plane", root / "etc/kubernetes/pki")]
+    else:
+        return
+    for src, dst in pairs:
+        shutil.copytree(src, dst, dirs_exist_ok=True)
+        dst.chmod(0o700)
+
+
+def _make_pki(plan, target: Path) -> None:
+    from .. import pki as pki_lib
+
+    if all((target / p).exists() for p in pki_lib.expected_paths(plan)):
+        return
+    files, _ = pki_lib.issue(plan, target, rotate=target.exists() and any(target.iterdir()))
+    pki_lib.write(target, files)
+
+
+def _start_anchor(state: dict[str, Any], host: str) -> None:
+    h = state["hosts"][host]
+    hdir = Path(h["dir"])
+    (hdir / "anchor.pid").unlink(missing_ok=True)
+    run(["setsid", "-f", "ip", "netns", "exec", h["ns"], "unshare", "--mount", "--uts", "--propagation", "private",
+         "/bin/sh", str(hdir / "setup.sh")])
+
+
+def _wait_anchor(state: dict[str, Any], host: str) -> int:
+    h = state["hosts"][host]
+    pidfile = Path(h["dir"]) / "anchor.pid"
+    deadline = time.monotonic() + ANCHOR_TIMEOUT
+    while time.monotonic() < deadline:
+        try:
+            pid = int(pidfile.read_text().split()[0])
+            if alive(pid):
+                return pid
+        except (OSError, ValueError, IndexError):
+            pass
+        time.sleep(0.05)
+    log = Path(h["dir"]) / "logs" / "anchor.log"
+    tail = log.read_text()[-2000:] if log.exists() else ""
+    raise LabError(f"{host}: anchor did not come up in {ANCHOR_TIMEOUT:.0f}s:\n{tail}")
+
+
+def inventory_overlay(state: dict[str, Any]) -> str:
+    sdir = Path(state["state_dir"])
+    svc_cmd = svc_path(state)
+    common = {
+        "ansible_user": "root",
+        "ansible_ssh_private_key_file": str(sdir / "id_ed25519"),
+        "ansible_ssh_common_args": f"-o UserKnownHostsFile={sdir / 'known_hosts'} -o StrictHostKeyChecking=yes "
+                                   "-o IdentitiesOnly=yes",
+        "ansible_python_interpreter": "/usr/bin/python3",
+        "lab_prefix": state["prefix"],
+        "lab_state_dir": str(sdir),
+    }
+    hosts: dict[str, Any] = {}
+    for name, h in sorted(state["hosts"].items()):
+        v = {"ansible_host": h["mgmt_address"], **common, "lab_namespace": h["ns"]}
+        for service in h["daemons"]:
+            key = "etcd" if service.startswith("etcd") else service
+            for action in ("start", "stop", "restart", "reload"):
+                v[f"{key}_{action}_cmd"] = f"{svc_cmd} {service} {action}"
+            v[f"{key}_status_cmd"] = f"{svc_cmd} {service} status"
+        hosts[name] = v
+    header = (f"# Lab overlay inventory of site {state['site']} (lab prefix {state['prefix']}), written by "
+              "`provisioner lab up`.\n# Only what differs in the lab: use it AFTER rendered/<site>/ansible/hosts.yml "
+              "(-i hosts.yml -i this file).\n")
+    return header + yaml.safe_dump({"all": {"hosts": hosts}}, sort_keys=True, width=200)
+
+
+def up(site: str | Path, *, bare: bool = False, prefix: str | None = None,
+       log: Callable[[str], None] = lambda _m: None) -> dict[str, Any]:
+    t0 = time.monotonic()
+    timings: dict[str, float] = {}
+
+    def mark(step: str) -> None:
+        timings[step] = round(time.monotonic() - t0, 2)
+        log(f"  {timings[step]:6.2f}s  {step}")
+
+    compiled = compile_site(site)
+    plan = compiled.plan
+    topo = derive(plan, prefix)
+    sdir = st.state_dir(plan.name, topo.prefix)
+    leftovers = [n for n in netns_list() if n.startswith(f"{topo.prefix}-")]
+    if leftovers or (sdir / "state.json").exists():
+        raise LabError(f"a lab with prefix {topo.prefix} is already up ({len(leftovers)} namespaces, state in {sdir});"
+                       f" run `provisioner lab down {site}` first")
+    artifacts = render(plan)
+    state: dict[str, Any] = {
+        "site": plan.name, "site_dir": str(compiled.source.directory.resolve()), "prefix": topo.prefix,
+        "state_dir": str(sdir), "bare": bare, "status": "starting", "pki": str(sdir / "pki"),
+        "mgmt": {"bridge": topo.mgmt_bridge, "network": str(mgmt_network(topo.prefix)),
+                 "gateway": str(topo.mgmt_gateway)},
+        "hosts": {h.name: {"kind": h.kind, "role": h.role, "dc": h.dc, "rack": h.rack, "ns": h.ns,
+                           "mgmt_address": str(h.mgmt.ip), "mgmt_peer": h.mgmt_peer, "anchor_pid": None,
+                           "dir": str(sdir / "hosts" / h.name), "daemons": list(h.daemons), "hardware": h.hw}
+                  for h in topo.hosts},
+        "links": [{"kind": li.kind, "session": li.session,
+                   "a": {"host": li.a.host, "ifname": li.a.ifname, "address": str(li.a.address or "")},
+                   "b": {"host": li.b.host, "ifname": li.b.ifname, "address": str(li.b.address or "")}}
+                  for li in topo.links],
+        "failures": [], "created_mountpoints": [], "timings": timings,
+    }
+    _check_mgmt_free(topo, state["hosts"])
+    sdir.mkdir(parents=True, exist_ok=True)
+    st.save(state)  # from here on, `lab down` can clean up whatever a crash leaves
+    mark("compiled, rendered and checked")
+
+    write_svc(sdir)
+    keygen(sdir / "id_ed25519", f"provisioner-lab-{topo.prefix}")
+    (sdir / "authorized_keys").write_text((sdir / "id_ed25519.pub").read_text())
+    if not bare:
+        _make_pki(plan, Path(state["pki"]))
+    parallel(lambda h: _prepare_host(state, topo, artifacts, h.name, bare), list(topo.hosts))
+    write_known_hosts(state)
+    state["created_mountpoints"] = _ensure_mountpoints()
+    st.save(state)
+    mark("host roots, keys, known_hosts")
+
+    ip_batch([f"netns add {h.ns}" for h in topo.hosts])
+    root = [f"link add {topo.mgmt_bridge} type bridge", f"addr add {topo.mgmt_gateway} dev {topo.mgmt_bridge}",
+            f"link set {topo.mgmt_bridge} up"]
+    for h in topo.hosts:
+        root += [f"link add {h.mgmt_peer} type veth peer name {MGMT_IF} netns {h.ns}",
+                 f"link set {h.mgmt_peer} master {topo.mgmt_bridge}",
+                 f"link set dev {h.mgmt_peer} type bridge_slave isolated on",
+                 f"link set {h.mgmt_peer} up"]
+    for li in topo.links:
+        a, b = topo.host(li.a.host), topo.host(li.b.host)
+        root.append(f"link add {li.a.ifname} netns {a.ns} type veth peer name {li.b.ifname} netns {b.ns}")
+    ip_batch(root)
+    mark("namespaces and links")
+
+    for h in topo.hosts:
+        _start_anchor(state, h.name)
+    pids = parallel(lambda h: _wait_anchor(state, h.name), list(topo.hosts), workers=16)
+    for h, pid in zip(topo.hosts, pids, strict=True):
+        state["hosts"][h.name]["anchor_pid"] = pid
+    st.save(state)
+    mark("anchors (mount namespaces, addresses)")
+
+    parallel(lambda h: start_sshd(state, h.name), list(topo.hosts))
+    mark("sshd")
+    (sdir / "inventory.yml").write_text(inventory_overlay(state))
+
+    def start(h) -> None:
+        for service in h.daemons:
+            if bare and service != "frr":
+                continue
+            out = svc(state, h.name, service, "start", timeout=90)
+            if out.returncode != 0:
+                raise LabError(f"{h.name}: `svc {service} start` failed: {(out.stderr or out.stdout).strip()}")
+
+    parallel(start, list(topo.hosts))
+    mark("daemons started (FRR" + ("" if bare else ", BIRD, etcd") + ")")
+    state["status"] = "up"
+    state["up_seconds"] = round(time.monotonic() - t0, 2)
+    st.save(state)
+    return state
