@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import click
 
 from ..diff import TreeDiff, diff_trees, unified
+from ..errors import InputError
 from ..ipam import dump_lock, read_lock
 from ..ipam import release as release_node
 from ..load import SiteSource, load_site
@@ -107,6 +109,9 @@ def plan_text(data: dict[str, Any]) -> str:
                  f"{len(f['changed'])} to change")
     for mark, key in (("+", "added"), ("-", "removed"), ("~", "changed")):
         lines.extend(f"  {mark} {p}" for p in f[key])
+    if data.get("tolerance"):
+        lines.append("etcd fault tolerance:")
+        lines.extend(f"  {t}" for t in data["tolerance"])
     lines.append("no changes" if not data["changes"] else "changes pending: run `provisioner render`")
     return "\n".join(lines) + "\n"
 
@@ -131,11 +136,58 @@ def plan_markdown(data: dict[str, Any], diff_text: str) -> str:
                *(f"~ {p}" for p in f["changed"])]
     if touched:
         out += ["", details(f"{len(touched)} files touched", "```\n" + "\n".join(touched) + "\n```")]
+    if data.get("tolerance"):
+        out += ["", "etcd fault tolerance:", ""] + [f"- {t}" for t in data["tolerance"]]
     if diff_text:
         out += ["", details("file diff", "```diff\n" + diff_text + "```")]
     if not data["changes"]:
         out += ["", "No changes."]
     return "\n".join(out) + "\n"
+
+
+def plan_tolerance(compiled: Compiled) -> list[str]:
+    """etcd fault-tolerance statements (provisioner/fault_tolerance.py), when that module is present."""
+    try:
+        from ..fault_tolerance import tolerance_lines
+    except ImportError:  # pragma: no cover - optional module
+        return []
+    return tolerance_lines(compiled.plan)
+
+
+def plan_against(site: Path, ref: str, fmt: str, show_diff: bool) -> tuple[str, bool, bool]:
+    """Plan SITE against a base (git ref or directory): (output, any semantic/file change, unwaived errors)."""
+    from ..check import summary
+    from ..review import against_markdown, against_text, mermaid
+    from ..semantic import base_site, semantic_diff
+    from .check import check_site
+
+    compiled, options, findings = check_site(site, {})
+    new_files = render_plan(compiled.plan)
+    with base_site(site, ref) as (base_dir, described):
+        try:
+            base = compile_site(base_dir)
+        except InputError as exc:
+            raise InputError([replace(p, message=f"(base {ref}) {p.message}") for p in exc.problems]) from None
+        base_files = render_plan(base.plan)
+    sem = semantic_diff(base.plan, compiled.plan, base_files, new_files)
+    touched = sem["files"]["added"] + sem["files"]["removed"] + sem["files"]["changed"]
+    data: dict[str, Any] = {
+        "site": compiled.plan.name, "summary": summary_line(compiled), "against": described,
+        "semantic": sem, "tolerance": plan_tolerance(compiled),
+        "check": {"options": options.as_dict(), "summary": summary(findings),
+                  "findings": [f.as_dict() for f in findings]},
+    }
+    with_diff = show_diff or fmt == "markdown"
+    diff_text = unified(base_files, new_files, tuple(sorted(touched))) if with_diff else ""
+    if fmt == "json":
+        if show_diff:
+            data["diff"] = diff_text
+        text = to_json(data)
+    elif fmt == "markdown":
+        text = against_markdown(data, findings, diff_text, mermaid(base.plan, compiled.plan, sem["touched"]))
+    else:
+        text = against_text(data, findings, diff_text)
+    return text, not sem["empty"], bool(summary(findings)["errors"])
 
 
 @click.command()
@@ -144,14 +196,27 @@ def plan_markdown(data: dict[str, Any], diff_text: str) -> str:
 @format_option
 @click.option("--diff", "show_diff", is_flag=True, help="show a unified diff of every changed file")
 @click.option("--exit-code", is_flag=True, help="exit 1 when a render would change anything")
-def plan(site: Path, out: Path | None, fmt: str, show_diff: bool, exit_code: bool) -> int:
-    """Show what a render of SITE would change: allocations and files. Writes nothing."""
+@click.option("--against", "against", metavar="REF", default=None,
+              help="compare with a base: a git ref (e.g. origin/main) or a directory holding another copy of "
+                   "the site; prints a semantic summary, check findings and the file diff (markdown: a PR comment)")
+def plan(site: Path, out: Path | None, fmt: str, show_diff: bool, exit_code: bool, against: str | None) -> int:
+    """Show what a render of SITE would change: allocations and files. Writes nothing.
+
+    With --against REF: what the change means against a base (nodes, racks, /24s, sessions, anycast
+    announcers, etcd membership, files) plus the check findings of the new side; --exit-code then exits 1
+    when anything changed or an unwaived check error remains.
+    """
+    if against is not None:
+        text, changed, errors = plan_against(site, against, fmt, show_diff)
+        click.echo(text, nl=False)
+        return 1 if exit_code and (changed or errors) else 0
     compiled = compile_site(site)
     artifacts = render_plan(compiled.plan)
     target = out or default_out(compiled.source)
     current = read_tree(target)
     tree = diff_trees(current, artifacts)
     data = plan_data(compiled, tree, target)
+    data["tolerance"] = plan_tolerance(compiled)
     diff_text = unified(current, artifacts, tree.touched) if show_diff else ""
     if fmt == "json":
         if show_diff:
