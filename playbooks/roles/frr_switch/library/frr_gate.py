@@ -1,0 +1,73 @@
+#!/usr/bin/python
+"""Health gate of an FRR switch: its BGP sessions are Established."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from ansible.module_utils.basic import AnsibleModule
+
+DOCUMENTATION = r"""
+module: frr_gate
+short_description: Report or wait for the BGP sessions of an FRR switch
+description:
+  - Reads C(vtysh -c 'show bgp summary json'). With O(wait=false) it only reports the peers and which of them
+    are Established (a snapshot taken before a change). With O(wait=true) it waits until every eBGP peer
+    (the fabric) and every peer listed in O(required) is Established, or fails at the timeout. Read-only.
+options:
+  wait: {description: wait for the sessions instead of only reporting them, type: bool, default: true}
+  required: {description: peers that must be Established (e.g. those that were before), type: list,
+             elements: str, default: []}
+  timeout: {description: seconds to wait, type: int, default: 60}
+  interval: {description: seconds between polls, type: float, default: 1}
+  vtysh: {description: vtysh command, type: str, default: vtysh}
+"""
+
+
+def parse_summary(text: str) -> dict[str, dict]:
+    """peer address -> {state, remote_as, ebgp} from ``show bgp summary json`` (all address families)."""
+    data = json.loads(text or "{}")
+    peers: dict[str, dict] = {}
+    families = data.values() if all(isinstance(v, dict) for v in data.values()) else [data]
+    for family in families:
+        local_as = family.get("as")
+        for addr, peer in (family.get("peers") or {}).items():
+            peers[addr] = {"state": peer.get("state"), "remote_as": peer.get("remoteAs"),
+                           "ebgp": peer.get("remoteAs") != local_as}
+    return peers
+
+
+def main() -> None:
+    module = AnsibleModule(argument_spec={
+        "wait": {"type": "bool", "default": True},
+        "required": {"type": "list", "elements": "str", "default": []},
+        "timeout": {"type": "int", "default": 60},
+        "interval": {"type": "float", "default": 1.0},
+        "vtysh": {"type": "str", "default": "vtysh"},
+    }, supports_check_mode=True)
+    p = module.params
+    deadline = time.monotonic() + p["timeout"]
+    while True:
+        rc, out, err = module.run_command([*p["vtysh"].split(), "-c", "show bgp summary json"])
+        try:
+            peers = parse_summary(out) if rc == 0 else {}
+        except ValueError:
+            peers = {}
+        established = sorted(a for a, s in peers.items() if s["state"] == "Established")
+        if not p["wait"]:
+            module.exit_json(changed=False, peers=peers, established=established)
+        down = sorted(a for a, s in peers.items() if s["ebgp"] and s["state"] != "Established")
+        down += sorted(a for a in p["required"] if a not in established and a not in down)
+        if rc == 0 and not down and peers:
+            module.exit_json(changed=False, peers=peers, established=established)
+        if time.monotonic() >= deadline:
+            what = ", ".join(f"{a} ({peers.get(a, {}).get('state', 'absent')})" for a in down)
+            msg = f"health gate failed after {p['timeout']}s: not Established: {what}" if peers else \
+                f"health gate failed after {p['timeout']}s: no BGP peers ({(out + err).strip()[-200:]})"
+            module.fail_json(msg=msg, peers=peers, established=established)
+        time.sleep(p["interval"])
+
+
+if __name__ == "__main__":
+    main()
