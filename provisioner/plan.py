@@ -8,7 +8,7 @@ the same object and cannot disagree.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Address, IPv4Network, collapse_addresses
 from typing import Literal
 
 from .etcd_timing import Timing, derive
@@ -128,7 +128,7 @@ class PlanTor:
     aggregate_pods: bool
     clients: tuple[Session, ...]  # node-tor and vm-tor sessions, this ToR is side b
     uplinks: tuple[Session, ...]  # tor-spine sessions, this ToR is side a
-    aggregates: tuple[IPv4Network, ...]  # pod pool prefixes announced when aggregate_pods
+    aggregates: tuple[IPv4Network, ...]  # when aggregate_pods: the rack's own /24s, collapsed
 
     @property
     def announces_up(self) -> tuple[IPv4Network, ...]:
@@ -232,7 +232,6 @@ class Plan:
 def build_plan(site: Site, allocations: Allocations, change: AllocationChange) -> Plan:
     ap = site.address_plan
     anycast = tuple(ap.anycast)
-    pools = tuple(p.cidr for p in ap.pod_pools)
     nodes: list[PlanNode] = []
     tors: list[PlanTor] = []
     spines_by_dc: dict[str, list] = {}
@@ -293,7 +292,9 @@ def build_plan(site: Site, allocations: Allocations, change: AllocationChange) -
                 name=rack.tor.name, dc=dc.name, rack=rack.name, asn=rack.asn, address=tor_addr,
                 router_id=rack.tor.router_id, subnet=rack.subnet, aggregate_pods=rack.aggregate_pods,
                 clients=tuple(clients), uplinks=tuple(uplinks),
-                aggregates=pools if rack.aggregate_pods else (),
+                # Only the rack's own /24s, collapsed: an aggregate never covers another rack's pods.
+                aggregates=tuple(collapse_addresses(c.a_announces[0] for c in clients if c.kind == "node-tor"))
+                if rack.aggregate_pods else (),
             ))
 
     all_spines = [(dc.name, s) for dc in site.dcs for s in dc.spines]

@@ -137,3 +137,18 @@ def test_python_dash_m_and_help_work():
         assert sub.returncode == 0 and "Usage:" in sub.stdout
     proc = run_process("validate", str(LAB))
     assert proc.returncode == 0 and proc.stdout.startswith("ok: site lab")
+
+
+def test_rack_aggregate_covers_only_that_racks_pods(site_copy):
+    site = site_copy("lab")
+    text = (site / "site.yaml").read_text().replace(
+        "        asn: 65101\n", "        asn: 65101\n        aggregate_pods: true\n")
+    (site / "site.yaml").write_text(text)
+    plan = compile_site(site).plan
+    tor = next(t for t in plan.tors if t.rack == "dc1-r1")
+    own = [n.pod_cidr for n in plan.nodes if n.rack == "dc1-r1"]
+    others = [n.pod_cidr for n in plan.nodes if n.rack != "dc1-r1"]
+    assert all(any(p.subnet_of(a) for a in tor.aggregates) for p in own)
+    assert not any(p.subnet_of(a) for a in tor.aggregates for p in others)
+    assert f"aggregate-address {tor.aggregates[0]} summary-only" in render(plan)["tors/dc1-r1-tor/frr.conf"]
+    assert all(t.aggregates == () for t in plan.tors if t.rack != "dc1-r1")
