@@ -61,7 +61,58 @@ def read_lock(source: SiteSource) -> Allocations:
     text = path.read_text(encoding="utf-8")
     if not text.strip():
         return Allocations()
-    doc = parse_yaml(text, str(path))
+    fast = _fast_lock_data(text)
+    if fast is not None:
+        try:
+            return _lock_from_doc(YamlDoc(data=fast, lines={}, file=str(path)))
+        except InputError:
+            pass  # report it through the YAML path below, with line numbers
+    return _lock_from_doc(parse_yaml(text, str(path)))
+
+
+# The lock exactly as dump_lock writes it: read without YAML (10x faster at 10 000 nodes). Anything
+# else (hand edits, quoting, duplicates, unknown keys, CRLF...) returns None and goes through YAML.
+_LOCK_TOP = re.compile(r"(pod_cidrs|node_addresses|fabric_links|version):(?: (\{\}|1))?")
+_LOCK_ENTRY = re.compile(r'  (?:([a-z][a-z0-9~-]*)|"([A-Za-z0-9._~-]*)"): ([0-9]+\.[0-9]+\.[0-9]+\.[0-9]+(?:/[0-9]+)?)')
+
+
+def _fast_lock_data(text: str) -> dict | None:
+    data: dict = {}
+    section: dict | None = None
+    for line in text.split("\n"):
+        if not line or line[0] == "#":
+            continue
+        m = _LOCK_ENTRY.fullmatch(line)
+        if m is not None:
+            key = m.group(1)
+            if key is None:
+                key = m.group(2)
+            elif key in _YAML_SPECIAL:
+                return None
+            if section is None or key in section:
+                return None
+            section[key] = m.group(3)
+            continue
+        m = _LOCK_TOP.fullmatch(line)
+        if m is None or m.group(1) in data:
+            return None
+        name, value = m.groups()
+        section = None
+        if name == "version":
+            if value != "1":
+                return None
+            data[name] = 1
+        elif value == "{}":
+            data[name] = {}
+        elif value is None:
+            data[name] = section = {}
+        else:
+            return None
+    return data
+
+
+def _lock_from_doc(doc: YamlDoc) -> Allocations:
+    path = doc.file
     data = doc.data
     problems: list[Problem] = []
     if not isinstance(data, dict):
@@ -293,12 +344,15 @@ def fabric_link_ids(site: Site) -> Iterable[str]:
 
 
 def _taken_addresses(site: Site) -> dict[str, set[IPv4Address]]:
+    """Per rack: addresses a node may not be given (ToR, explicit nodes, VMs, any router id, the API)."""
+    reserved = {site.address_plan.api_address}
+    for dc in site.dcs:
+        reserved.update(s.router_id for s in dc.spines)
+        reserved.update(r.tor.router_id for r in dc.racks)
     taken: dict[str, set[IPv4Address]] = {}
-    rack_by_name = {}
     for dc in site.dcs:
         for rack in dc.racks:
-            rack_by_name[(dc.name, rack.name)] = rack
-            s = {rack.tor_address()}
+            s = {rack.tor_address(), *(a for a in reserved if a in rack.subnet)}
             s.update(n.address for n in rack.nodes if n.address is not None)
             taken[rack.name] = s
     for role in ("control_plane", "etcd", "etcd_events"):
