@@ -282,7 +282,12 @@ def allocate(
             continue
         locked = node_addresses.get(node.hostname)
         taken = taken_by_rack[rack.name]
-        if locked is not None and locked in rack.subnet and locked not in taken:
+        if locked is not None and locked in rack.subnet:
+            if locked in taken:  # a locked address never moves silently: the SRE decides
+                problems.append(Problem(lock_file, None, f"node_addresses.{node.hostname}",
+                                        f"{locked} is locked to {node.hostname} but site.yaml now also uses it "
+                                        "(ToR, router id, VM or explicit node address); pick another address "
+                                        "there, or give the node an explicit address"))
             taken.add(locked)
             continue
         for addr in rack.subnet.hosts():

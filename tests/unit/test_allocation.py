@@ -153,3 +153,29 @@ def test_lock_is_serialised(tmp_path: Path):
         os.close(fd)
     with site_lock(tmp_path, wait=False):
         pass
+
+
+def test_assigned_addresses_never_take_a_router_id(site_copy, tmp_path: Path):
+    """A ToR router id inside its rack subnet is reserved, like the ToR's own address."""
+    site = site_copy("lab")
+    text = (site / "site.yaml").read_text()
+    text = text.replace("tor: {name: dc1-r1-tor, router_id: 198.18.11.254}",
+                        "tor: {name: dc1-r1-tor, router_id: 198.18.11.1}")
+    text = text.replace("hostname: dc1-r1-n1, address: 198.18.11.1,", "hostname: dc1-r1-n1,")
+    (site / "site.yaml").write_text(text)
+    (site / "allocations.yaml").unlink()
+    render(site, tmp_path / "out")
+    assert lock_of(site)["node_addresses"]["dc1-r1-n1"] == "198.18.11.3"  # .1 router id, .2 n2
+
+
+def test_a_locked_address_claimed_by_site_yaml_is_an_error_not_a_move(site_copy, tmp_path: Path):
+    site = site_copy("example")
+    render(site, tmp_path / "out")
+    lock_before = (site / "allocations.yaml").read_text()
+    assert lock_of(site)["node_addresses"]["dc1-r01-n05"] == "10.1.1.5"
+    text = (site / "site.yaml").read_text().replace(
+        "tor: {name: dc1-r01-tor, router_id: 10.254.1.1}", "tor: {name: dc1-r01-tor, router_id: 10.1.1.5}")
+    (site / "site.yaml").write_text(text)
+    code, _, err = run_cli("render", str(site), "--out", str(tmp_path / "out"))
+    assert code == 2 and "10.1.1.5 is locked to dc1-r01-n05" in err
+    assert (site / "allocations.yaml").read_text() == lock_before
