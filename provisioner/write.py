@@ -29,9 +29,31 @@ def read_tree(root: Path) -> dict[str, str]:
     for dirpath, _dirs, files in os.walk(root):
         for f in files:
             full = os.path.join(dirpath, f)
-            with open(full, encoding="utf-8", errors="surrogateescape") as fh:
-                out[full[prefix:]] = fh.read()
+            # Raw reads and one decode: twice as fast as text-mode open() on 20 000 small files.
+            text = _read_bytes(full).decode("utf-8", "surrogateescape")
+            if "\r" in text:  # what text mode's universal newlines would have done
+                text = text.replace("\r\n", "\n").replace("\r", "\n")
+            out[full[prefix:]] = text
     return out
+
+
+def _read_bytes(path: str) -> bytes:
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        chunks = []
+        while chunk := os.read(fd, 1 << 20):
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _write_new(path: str, text: str) -> None:
+    """Create ``path`` (which must not exist) holding ``text`` as UTF-8; mode 0666 & ~umask, like open()."""
+    data = memoryview(text.encode("utf-8"))
+    with open(path, "xb", buffering=0) as fh:  # unbuffered binary: no TextIOWrapper per file
+        while data:
+            data = data[fh.write(data):]
 
 
 def write_file_atomic(path: Path, text: str, mode: int = 0o644) -> None:
@@ -74,14 +96,19 @@ def write_tree(root: Path, artifacts: dict[str, str], current: dict[str, str] | 
         shutil.rmtree(tmp)
     written = 0
     try:
+        # Plain string paths and one mkdir per directory: at 10 000 nodes the syscalls are the cost.
+        tmp_s, root_s = str(tmp), str(root)
+        made: set[str] = {""}
+        os.mkdir(tmp_s)
         for rel, text in artifacts.items():
-            dest = tmp / rel
-            dest.parent.mkdir(parents=True, exist_ok=True)
+            directory = rel.rpartition("/")[0]
+            if directory not in made:
+                _mkdirs(tmp_s, directory, made)
+            dest = f"{tmp_s}/{rel}"
             if current.get(rel) == text:
-                os.link(root / rel, dest)
+                os.link(f"{root_s}/{rel}", dest)
             else:
-                with open(dest, "w", encoding="utf-8") as fh:
-                    fh.write(text)
+                _write_new(dest, text)
                 written += 1
         if root.is_dir():
             if not _exchange(tmp, root):
@@ -96,6 +123,14 @@ def write_tree(root: Path, artifacts: dict[str, str], current: dict[str, str] | 
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return written
+
+
+def _mkdirs(base: str, directory: str, made: set[str]) -> None:
+    parent = directory.rpartition("/")[0]
+    if parent not in made:
+        _mkdirs(base, parent, made)
+    os.mkdir(f"{base}/{directory}")
+    made.add(directory)
 
 
 @contextlib.contextmanager
