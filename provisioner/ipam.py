@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 
 from .errors import InputError, Problem
-from .load import SiteSource, YamlDoc, parse_yaml
+from .load import SiteSource, YamlDoc, expanded_nodes, parse_yaml
 from .model import PodPool, Site
 
 LOCK_VERSION = 1
@@ -232,7 +232,7 @@ def allocate(
     """Extend ``lock`` to cover every node and link of ``site``; never move what is there."""
     problems: list[Problem] = []
     racks = [(dc, rack) for dc in site.dcs for rack in dc.racks]
-    live_nodes = [(dc, rack, node) for dc, rack in racks for node, _ in rack.expanded_nodes()]
+    live_nodes = [(dc, rack, node) for dc, rack in racks for node, _ in expanded_nodes(rack)]
     live_names = {node.hostname for _, _, node in live_nodes}
 
     # Pod prefixes.
@@ -369,7 +369,7 @@ def _taken_addresses(site: Site) -> dict[str, set[IPv4Address]]:
 
 def release(site: Site, lock: Allocations, hostname: str) -> Allocations:
     """Free an orphaned node's pod prefix and address. A node still in site.yaml cannot be released."""
-    live = {n.hostname for dc in site.dcs for r in dc.racks for n, _ in r.expanded_nodes()}
+    live = {n.hostname for dc in site.dcs for r in dc.racks for n, _ in expanded_nodes(r)}
     if hostname in live:
         raise InputError(f"{hostname} is still in site.yaml; remove it there first, then release it")
     if hostname not in lock.pod_cidrs and hostname not in lock.node_addresses:

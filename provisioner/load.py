@@ -6,6 +6,7 @@ cross-object rules of ``validate.py`` are mapped back to ``file:line`` and a dot
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ import yaml
 from pydantic import ValidationError
 
 from .errors import InputError, Problem
-from .model import Site
+from .model import Node, Rack, Site
 
 try:  # libyaml is an order of magnitude faster on large sites
     _Loader: type = yaml.CSafeLoader
@@ -134,6 +135,19 @@ def _walk(node: yaml.Node, loc: Loc, lines: dict[Loc, int], problems: list[Probl
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
             _walk(item, (*loc, index), lines, problems, file, seen)
+
+
+_EXPANDED: dict[int, tuple[tuple[Node, Loc], ...]] = {}
+
+
+def expanded_nodes(rack: Rack) -> tuple[tuple[Node, Loc], ...]:
+    """``rack.expanded_nodes()``, built once per Rack object: validate, allocate and plan all walk them."""
+    key = id(rack)
+    nodes = _EXPANDED.get(key)
+    if nodes is None:
+        nodes = _EXPANDED[key] = tuple(rack.expanded_nodes())
+        weakref.finalize(rack, _EXPANDED.pop, key, None)
+    return nodes
 
 
 def _pydantic_problems(doc: YamlDoc, exc: ValidationError) -> list[Problem]:

@@ -13,6 +13,7 @@ from typing import Literal
 
 from .etcd_timing import Timing, derive
 from .ipam import AllocationChange, Allocations, link_id
+from .load import expanded_nodes
 from .model import BGP, Hardware, Site
 
 SessionKind = Literal["node-tor", "vm-tor", "tor-spine", "spine-spine"]
@@ -254,7 +255,7 @@ def build_plan(site: Site, allocations: Allocations, change: AllocationChange) -
             tor_end = End(rack.tor.name, tor_addr, rack.asn, rack.tor.router_id)
             password = rack.bgp_password or site_password
             clients: list[Session] = []
-            for spec, _ in rack.expanded_nodes():
+            for spec, _ in expanded_nodes(rack):
                 address = spec.address if spec.address is not None else allocations.node_addresses[spec.hostname]
                 pod = allocations.pod_cidrs[spec.hostname]
                 end = End(spec.hostname, address, rack.asn, address)

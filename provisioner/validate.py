@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from ipaddress import IPv4Address, IPv4Network
 
 from .etcd_rules import etcd_problems
+from .load import expanded_nodes
 from .model import HOSTNAME_RE, Site
 
 Loc = tuple[str | int, ...]
@@ -30,7 +31,7 @@ def _hosts(site: Site) -> Iterator[tuple[str, str, Loc]]:
         for r, rack in enumerate(dc.racks):
             rl: Loc = ("dcs", d, "racks", r)
             yield "tor", rack.tor.name, (*rl, "tor", "name")
-            for node, nl in rack.expanded_nodes():
+            for node, nl in expanded_nodes(rack):
                 yield "node", node.hostname, (*rl, *nl, "hostname") if nl[0] == "nodes" else (*rl, *nl)
     for role in ("control_plane", "etcd", "etcd_events"):
         for i, vm in enumerate(getattr(site.vms, role)):
@@ -107,7 +108,7 @@ def _references(site: Site) -> Iterator[Finding]:
     all_racks = {r: dc for dc, racks in dcs.items() for r in racks}
     for d, dc in enumerate(site.dcs):
         for r, rack in enumerate(dc.racks):
-            for node, nl in rack.expanded_nodes():
+            for node, nl in expanded_nodes(rack):
                 if node.hardware not in site.hardware:
                     yield (("dcs", d, "racks", r, *nl, "hardware"),
                            f"hardware profile {node.hardware!r} is not defined under hardware: "
