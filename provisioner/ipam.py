@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 
 from .errors import InputError, Problem
-from .load import SiteSource, YamlDoc, expanded_nodes, parse_yaml
+from .load import SiteSource, YamlDoc, expanded_nodes, gc_paused, parse_yaml
 from .model import PodPool, Site
 
 LOCK_VERSION = 1
@@ -53,6 +53,7 @@ def link_id(a: str, b: str) -> str:
 # --- reading and writing the lock ------------------------------------------------------------
 
 
+@gc_paused
 def read_lock(source: SiteSource) -> Allocations:
     """Parse the lock file; a missing file is an empty lock, a broken one an input error."""
     path = source.lock_file
@@ -226,6 +227,7 @@ class _PoolState:
         return self.size - len(self.used)
 
 
+@gc_paused
 def allocate(
     site: Site, lock: Allocations, lock_file: str = "allocations.yaml"
 ) -> tuple[Allocations, AllocationChange]:

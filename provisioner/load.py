@@ -6,10 +6,13 @@ cross-object rules of ``validate.py`` are mapped back to ``file:line`` and a dot
 
 from __future__ import annotations
 
+import functools
+import gc
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 from pydantic import ValidationError
@@ -23,6 +26,7 @@ except AttributeError:  # pragma: no cover - depends on how PyYAML was built
     _Loader = yaml.SafeLoader
 
 Loc = tuple[str | int, ...]
+F = TypeVar("F", bound=Callable[..., Any])
 SITE_FILE = "site.yaml"
 LOCK_FILE = "allocations.yaml"
 
@@ -137,6 +141,27 @@ def _walk(node: yaml.Node, loc: Loc, lines: dict[Loc, int], problems: list[Probl
             _walk(item, (*loc, index), lines, problems, file, seen)
 
 
+def gc_paused(fn: F) -> F:
+    """Run ``fn`` with the cyclic garbage collector paused (and resumed after, if it was on).
+
+    Loading, allocating, planning and rendering build hundreds of thousands of acyclic objects; every
+    allocation burst triggers collections that re-walk the whole growing heap (30% of the time of
+    loading a 10 000-node site). Nothing they build is cyclic garbage, so pausing changes no result.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if not gc.isenabled():
+            return fn(*args, **kwargs)
+        gc.disable()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            gc.enable()
+
+    return wrapper  # type: ignore[return-value]
+
+
 _EXPANDED: dict[int, tuple[tuple[Node, Loc], ...]] = {}
 
 
@@ -167,6 +192,7 @@ def _pydantic_problems(doc: YamlDoc, exc: ValidationError) -> list[Problem]:
     return problems
 
 
+@gc_paused
 def load_site(path: str | Path) -> tuple[Site, SiteSource, YamlDoc]:
     """Read, parse and validate a site. Raises :class:`InputError` with every problem found."""
     from .validate import site_problems

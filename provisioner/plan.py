@@ -13,7 +13,7 @@ from typing import Literal
 
 from .etcd_timing import Timing, derive
 from .ipam import AllocationChange, Allocations, link_id
-from .load import expanded_nodes
+from .load import expanded_nodes, gc_paused
 from .model import BGP, Hardware, Site
 
 SessionKind = Literal["node-tor", "vm-tor", "tor-spine", "spine-spine"]
@@ -230,6 +230,7 @@ class Plan:
         return tuple(p.cidr for p in self.site.address_plan.pod_pools)
 
 
+@gc_paused
 def build_plan(site: Site, allocations: Allocations, change: AllocationChange) -> Plan:
     ap = site.address_plan
     anycast = tuple(ap.anycast)

@@ -16,6 +16,7 @@ from typing import Any
 
 import jinja2
 
+from .load import gc_paused
 from .plan import Plan
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
@@ -69,6 +70,7 @@ def template_names(scope: str) -> list[str]:
     return sorted(str(p.relative_to(TEMPLATES)) for p in root.rglob("*.j2"))
 
 
+@gc_paused
 def render(plan: Plan) -> Artifacts:
     env = environment()
     out: Artifacts = {}
