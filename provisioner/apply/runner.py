@@ -86,6 +86,7 @@ def create_run(root: Path, tree: dict[str, str], meta: dict[str, Any]) -> RunDir
     root.mkdir(parents=True, exist_ok=True)
     run = RunDir(root, new_run_id())
     run.path.mkdir(mode=0o700)
+    run.data_dir.mkdir(mode=0o700)
     for rel, text in tree.items():
         dest = run.tree_dir / rel
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -222,6 +223,7 @@ def run_batch(run: RunDir, index: int, batch: Batch, opts: Options, secret_names
             return True
 
         env = {"ANSIBLE_CONFIG": str(ANSIBLE_CFG), "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_NOCOLOR": "1",
+               "ANSIBLE_INVENTORY_ANY_UNPARSED_IS_FAILED": "True", "ANSIBLE_INVENTORY_UNPARSED_FAILED": "True",
                "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])}
         r = ansible_runner.run(
             private_data_dir=str(run.data_dir), project_dir=str(PLAYBOOKS), playbook="site.yml",

@@ -12,7 +12,7 @@ DOCUMENTATION = r"""
 module: frr_gate
 short_description: Report or wait for the BGP sessions of an FRR switch
 description:
-  - Reads C(vtysh -c 'show bgp summary json'). With O(wait=false) it only reports the peers and which of them
+  - Reads C(vtysh -c 'show bgp neighbors json'). With O(wait=false) it only reports the peers and which of them
     are Established (a snapshot taken before a change). With O(wait=true) it waits until every eBGP peer
     (the fabric) and every peer listed in O(required) is Established, or fails at the timeout. Read-only.
 options:
@@ -25,16 +25,26 @@ options:
 """
 
 
-def parse_summary(text: str) -> dict[str, dict]:
-    """peer address -> {state, remote_as, ebgp} from ``show bgp summary json`` (all address families)."""
+def parse_neighbors(text: str) -> dict[str, dict]:
+    """peer -> {state, remote_as, ebgp} from ``show bgp neighbors json``.
+
+    A peer of a ``remote-as internal|external`` group shows remoteAs 0 until it is up, so eBGP is read from
+    nbrExternalLink / nbrInternalLink, falling back to comparing the AS numbers.
+    """
     data = json.loads(text or "{}")
     peers: dict[str, dict] = {}
-    families = data.values() if all(isinstance(v, dict) for v in data.values()) else [data]
-    for family in families:
-        local_as = family.get("as")
-        for addr, peer in (family.get("peers") or {}).items():
-            peers[addr] = {"state": peer.get("state"), "remote_as": peer.get("remoteAs"),
-                           "ebgp": peer.get("remoteAs") != local_as}
+    for addr, peer in data.items():
+        if not isinstance(peer, dict) or "bgpState" not in peer:
+            continue
+        remote, local = peer.get("remoteAs"), peer.get("localAs")
+        if peer.get("nbrExternalLink"):
+            ebgp = True
+        elif peer.get("nbrInternalLink"):
+            ebgp = False
+        else:
+            ebgp = remote not in (0, None, local)
+        peers[addr] = {"state": peer.get("bgpState"), "remote_as": remote, "ebgp": ebgp,
+                       "description": peer.get("nbrDesc")}
     return peers
 
 
@@ -49,9 +59,9 @@ def main() -> None:
     p = module.params
     deadline = time.monotonic() + p["timeout"]
     while True:
-        rc, out, err = module.run_command([*p["vtysh"].split(), "-c", "show bgp summary json"])
+        rc, out, err = module.run_command([*p["vtysh"].split(), "-c", "show bgp neighbors json"])
         try:
-            peers = parse_summary(out) if rc == 0 else {}
+            peers = parse_neighbors(out) if rc == 0 else {}
         except ValueError:
             peers = {}
         established = sorted(a for a, s in peers.items() if s["state"] == "Established")
