@@ -152,3 +152,21 @@ def test_rack_aggregate_covers_only_that_racks_pods(site_copy):
     assert not any(p.subnet_of(a) for a in tor.aggregates for p in others)
     assert f"aggregate-address {tor.aggregates[0]} summary-only" in render(plan)["tors/dc1-r1-tor/frr.conf"]
     assert all(t.aggregates == () for t in plan.tors if t.rack != "dc1-r1")
+
+
+def test_render_never_replaces_a_directory_it_did_not_render(site_copy, tmp_path: Path):
+    """`--out ~` or `--out inventories/lab` at 3 a.m. must not wipe anything."""
+    site = site_copy("lab")
+    precious = tmp_path / "home"
+    precious.mkdir()
+    (precious / "notes.txt").write_text("keep me")
+    for out in (precious, site):
+        before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+        code, _, err = run_cli("render", str(site), "--out", str(out))
+        assert code == 2 and "refusing to replace a non-empty directory" in err
+        assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert run_cli("render", str(site), "--out", str(empty))[0] == 0
+    assert (empty / ".provisioner-tree").is_file()
+    assert run_cli("render", str(site), "--out", str(empty))[0] == 0  # its own tree: fine
