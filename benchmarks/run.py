@@ -522,6 +522,14 @@ def main(argv: list[str] | None = None) -> int:
             "Written by `.venv/bin/python benchmarks/run.py` (see benchmarks/README.md). All times are whole "
             "`provisioner` processes.\n\n" + md)
         print(f"wrote {BENCH / 'RESULTS.md'}")
+        readme = BENCH / "README.md"
+        if readme.exists():
+            text = readme.read_text()
+            start, end = "<!-- results:start -->\n", "<!-- results:end -->"
+            if start in text and end in text:
+                head, rest = text.split(start, 1)
+                readme.write_text(head + start + md + rest[rest.index(end):])
+                print(f"updated the latest numbers in {readme}")
     if not args.keep:
         shutil.rmtree(WORK, ignore_errors=True)
     return 0
