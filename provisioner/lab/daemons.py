@@ -92,9 +92,6 @@ case "$name:$action" in
     /usr/lib/frr/zebra -d -A 127.0.0.1 -s 90000000 >>"$LOGS/frr.log" 2>&1
     wait_for /var/run/frr/zserv.api 100
     wait_for /var/run/frr/zebra.vty 100
-    # FRR 8.4 zebra loses ECMP members of kernel nexthop groups after an interface flaps (a `lab fail link`
-    # then `restore` left one path of two in the kernel while zebra showed both): no kernel nexthop groups.
-    vtysh -d zebra -c 'configure terminal' -c 'no zebra nexthop kernel enable' >>"$LOGS/frr.log" 2>&1
     /usr/lib/frr/bgpd -d -A 127.0.0.1 >>"$LOGS/frr.log" 2>&1
     /usr/lib/frr/bfdd -d -A 127.0.0.1 >>"$LOGS/frr.log" 2>&1
     wait_for /var/run/frr/bgpd.vty 100

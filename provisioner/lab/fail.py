@@ -16,7 +16,7 @@ from typing import Any
 
 from ..pipeline import compile_site
 from . import state as st
-from .daemons import kill_services, svc
+from .daemons import kill_services, running_services, svc
 from .hosts import start_sshd, stop_sshd
 from .netns import LabError, run
 from .topology import derive
@@ -96,13 +96,19 @@ def restore(site: str | Path, *, prefix: str | None = None) -> list[dict[str, An
             for host in entry["hosts"]:
                 start_sshd(state, host)
     starts = [(h, s) for e in undone if e["kind"] != "link" for h, services in e["hosts"].items() for s in services]
+    # FRR 8.4.4 zebra loses ECMP members of kernel nexthop groups when an interface goes down and up (zebra
+    # shows two next hops, the kernel keeps one): restart FRR on the switches at the ends of a restored link.
+    flapped = {h for e in undone if e["kind"] == "link" for h, _ in e["ends"]
+               if "frr" in state["hosts"][h]["daemons"] and "frr" in running_services(state, h)}
+    restarts = [(h, "frr") for h in sorted(flapped)]
 
-    def start(item: tuple[str, str]) -> str | None:
-        out = svc(state, item[0], item[1], "start", timeout=90)
+    def start(item: tuple[str, str, str]) -> str | None:
+        out = svc(state, item[0], item[1], item[2], timeout=90)
         return None if out.returncode == 0 else f"{item[0]}: {item[1]}: {(out.stderr or out.stdout).strip()}"
 
     with ThreadPoolExecutor(max_workers=8) as pool:
-        errors = [e for e in pool.map(start, starts) if e]
+        jobs = [(h, s, "start") for h, s in starts] + [(h, s, "restart") for h, s in restarts]
+        errors = [e for e in pool.map(start, jobs) if e]
     state["failures"] = []
     st.save(state)
     if errors:

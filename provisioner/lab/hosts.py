@@ -104,6 +104,8 @@ def setup_script(topo: Topology, host: LabHost, hdir: Path) -> str:
     lines += ["ip -batch - <<'EOF'", *ip, "EOF"]
     if host.forwarding:
         lines.append("echo 1 > /proc/sys/net/ipv4/ip_forward")
+        # as on a switch: zebra then shows no `no ipv6 forwarding` that frr-reload.py would see as a change
+        lines.append("echo 1 > /proc/sys/net/ipv6/conf/all/forwarding 2>/dev/null || true")
     # Nothing received on the management link is ever routed, even on a switch that forwards.
     lines.append(f"echo 0 > /proc/sys/net/ipv4/conf/{MGMT_IF}/forwarding")
     lines.append(f"echo 1 > /proc/sys/net/ipv4/conf/{MGMT_IF}/rp_filter")
