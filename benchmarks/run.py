@@ -65,6 +65,7 @@ class Sample:
     rss_kib: int
     rc: int
     stdout: str
+    cpu: float = 0.0  # user + system seconds of the child
 
 
 def measure(argv: list[str], cwd: Path, env: dict[str, str] | None = None) -> Sample:
@@ -79,7 +80,8 @@ def measure(argv: list[str], cwd: Path, env: dict[str, str] | None = None) -> Sa
         out.seek(0)
         text = out.read().decode("utf-8", "replace")
     out_path.unlink()
-    return Sample(wall=wall, rss_kib=usage.ru_maxrss, rc=proc.returncode, stdout=text)
+    return Sample(wall=wall, rss_kib=usage.ru_maxrss, rc=proc.returncode, stdout=text,
+                  cpu=usage.ru_utime + usage.ru_stime)
 
 
 @dataclass
@@ -98,6 +100,10 @@ class Row:
         return statistics.median(self.walls)
 
     @property
+    def cpu_median(self) -> float:
+        return statistics.median(s.cpu for s in self.samples)
+
+    @property
     def peak_rss(self) -> int:
         return max(s.rss_kib for s in self.samples) * 1024
 
@@ -105,6 +111,7 @@ class Row:
         return {"nodes": self.size, "command": self.what, "runs": len(self.samples),
                 "median_s": round(self.median, 4), "min_s": round(min(self.walls), 4),
                 "max_s": round(max(self.walls), 4), "walls_s": [round(w, 4) for w in self.walls],
+                "cpu_median_s": round(self.cpu_median, 4), "cpu_s": [round(s.cpu, 4) for s in self.samples],
                 "peak_rss_bytes": self.peak_rss, "exit_codes": sorted({s.rc for s in self.samples}),
                 "note": self.note}
 
@@ -121,7 +128,7 @@ def repeat(size: int, what: str, runs: int, argv: list[str], cwd: Path, ok=(0,),
         if after:
             after(i, sample)
     print(f"  {what:<28} median {row.median:7.3f} s  (min {min(row.walls):.3f}, max {max(row.walls):.3f})  "
-          f"peak RSS {row.peak_rss / 2**20:6.1f} MiB", flush=True)
+          f"CPU {row.cpu_median:6.3f} s  peak RSS {row.peak_rss / 2**20:6.1f} MiB", flush=True)
     return row
 
 
@@ -135,13 +142,16 @@ def has_check(prov: str) -> bool:
 WRITTEN_RE = re.compile(r"\((\d+) written, (\d+) unchanged\)")
 
 
-def inodes(root: Path) -> dict[str, int]:
-    out = {}
+def tree_files(root: Path) -> list[str]:
+    """Rendered files under ``root``, without the tree's own top-level marker dotfiles."""
+    out = []
     for dirpath, _dirs, files in os.walk(root):
-        for f in files:
-            full = os.path.join(dirpath, f)
-            out[os.path.relpath(full, root)] = os.stat(full).st_ino
+        out += [os.path.join(dirpath, f) for f in files if not (dirpath == str(root) and f.startswith("."))]
     return out
+
+
+def inodes(root: Path) -> dict[str, int]:
+    return {os.path.relpath(full, root): os.stat(full).st_ino for full in tree_files(root)}
 
 
 def bench_size(size: int, runs: int, prov: str, check: bool) -> tuple[list[Row], dict[str, Any]]:
@@ -156,7 +166,7 @@ def bench_size(size: int, runs: int, prov: str, check: bool) -> tuple[list[Row],
     if warm.rc != 0:
         raise SystemExit(f"benchmark: first render of the {size}-node site failed:\n{warm.stdout[-3000:]}")
     shutil.copyfile(site / "allocations.yaml", plus / "allocations.yaml")
-    files = sum(len(f) for _d, _s, f in os.walk(out))
+    files = len(tree_files(out))
     facts: dict[str, Any] = {"files": files, "summary": warm.stdout.splitlines()[0] if warm.stdout else ""}
     rows = []
 
@@ -446,11 +456,12 @@ def markdown(rows: list[Row], tgts: list[dict[str, Any]], ansible: list[dict[str
     if max(m["loadavg_start"][0], info["loadavg_end"][0]) > 0.5 * (m["nproc"] or 1):
         lines.append("The machine was shared with other work during this run, so these timings are noisy "
                      "(upper bounds rather than best cases).")
-    lines += ["", "| nodes | command | runs | median s | min–max s | peak RSS MiB | notes |",
-              "|---:|---|---:|---:|---:|---:|---|"]
+    lines += ["", "| nodes | command | runs | median s | min–max s | CPU s | peak RSS MiB | notes |",
+              "|---:|---|---:|---:|---:|---:|---:|---|"]
     for r in rows:
         lines.append(f"| {r.size:,} | `{r.what}` | {len(r.samples)} | {r.median:.3f} | "
-                     f"{min(r.walls):.3f}–{max(r.walls):.3f} | {r.peak_rss / 2**20:.0f} | {r.note} |")
+                     f"{min(r.walls):.3f}–{max(r.walls):.3f} | {r.cpu_median:.2f} | {r.peak_rss / 2**20:.0f} | "
+                     f"{r.note} |")
     lines += ["", "Files per site: " + ", ".join(f"{s:,} nodes → {f['files']:,} files" for s, f in facts.items())
               + "."]
     for a in ansible:
