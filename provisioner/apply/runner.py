@@ -91,7 +91,8 @@ def create_run(root: Path, tree: dict[str, str], meta: dict[str, Any]) -> RunDir
         dest = run.tree_dir / rel
         dest.parent.mkdir(parents=True, exist_ok=True)
         dest.write_text(text, encoding="utf-8")
-    run.save({"run_id": run.run_id, **meta})
+    meta["run_id"] = run.run_id
+    run.save(meta)
     return run
 
 
