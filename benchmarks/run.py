@@ -471,7 +471,9 @@ def markdown(rows: list[Row], tgts: list[dict[str, Any]], ansible: list[dict[str
                   f"peak RSS {a['ansible_peak_rss_bytes'] / 2**20:.0f} MiB); provisioner renders the whole site "
                   f"(every file, not just this template) in {a['provisioner_render_median_s']:.3f} s "
                   f"({a['provisioner_s_per_host'] * 1000:.2f} ms per node): **{a['ratio']:,.0f}× faster per host**. "
-                  f"{a['identical_outputs']}/{a['hosts']} Ansible outputs are byte-identical to provisioner's."]
+                  f"{a['identical_outputs']}/{a['hosts']} Ansible outputs are byte-identical to provisioner's. "
+                  "Against provisioner's per-node cost at each size (whole-site cold render ÷ nodes): "
+                  + ", ".join(f"{n:,} nodes {x:,.0f}×" for n, x in a.get("ratio_by_size", {}).items()) + "."]
     lines += ["", "| target | measured | limit | result |", "|---|---:|---:|---|"]
     for t in tgts:
         res = "n/a" if t["pass"] is None else ("pass" if t["pass"] else "**FAIL**")
@@ -518,6 +520,9 @@ def main(argv: list[str] | None = None) -> int:
         if not args.keep:
             shutil.rmtree(WORK / str(size), ignore_errors=True)
     info["loadavg_end"] = os.getloadavg()
+    for a in ansible:  # the same Ansible cost per host against provisioner's per-node cost at every size
+        a["ratio_by_size"] = {r.size: a["ansible_s_per_host"] / (r.median / r.size) for r in rows
+                              if r.what == "render (cold, empty dir)"}
     info["duration_s"] = round(time.perf_counter() - started, 1)
     tgts = targets(rows, ansible)
     md = markdown(rows, tgts, ansible, info, facts)
