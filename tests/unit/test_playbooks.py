@@ -65,6 +65,10 @@ def test_secrets_filter(monkeypatch):
     with pytest.raises(AnsibleFilterError, match="BGP_B") as exc:
         f.inject_secrets(text, {"BGP_A": "from-vault"})
     assert "from-vault" not in str(exc.value)
+    for bad in ("with space", 'qu"ote', "back\\slash", "bang!"):
+        with pytest.raises(AnsibleFilterError, match="BGP_A contain") as exc:
+            f.inject_secrets(text, {"BGP_A": bad, "BGP_B": "fine"})
+        assert bad not in str(exc.value)
 
 
 def test_bird_gate_parsing():
