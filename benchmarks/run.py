@@ -121,6 +121,9 @@ def repeat(size: int, what: str, runs: int, argv: list[str], cwd: Path, ok=(0,),
     for i in range(runs):
         if before:
             before(i)
+        # Flush the benchmark's own leftovers (the previous run's files, the trees it just removed) so that
+        # one run's write-back does not land in the next run's time. The timed command itself never syncs.
+        os.sync()
         sample = measure(argv(i) if callable(argv) else argv, cwd)
         if sample.rc not in ok:
             raise SystemExit(f"benchmark: {what} ({size} nodes) exited {sample.rc}:\n{sample.stdout[-3000:]}")
