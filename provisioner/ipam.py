@@ -210,9 +210,13 @@ class _PoolState:
         self.cursor = 0
 
     def slot_of(self, net: IPv4Network) -> int | None:
-        if net.prefixlen != self.pool.node_prefix_len or not net.subnet_of(self.pool.cidr):
+        if net.prefixlen != self.pool.node_prefix_len:
             return None
-        return (int(net.network_address) - self.base) // self.step
+        # net.subnet_of(pool) in integers: an aligned node prefix lies in the pool iff it starts in it.
+        offset = int(net.network_address) - self.base
+        if not 0 <= offset < self.size * self.step:
+            return None
+        return offset // self.step
 
     def take(self) -> IPv4Network | None:
         while self.cursor < self.size and self.cursor in self.used:

@@ -136,10 +136,12 @@ class PlanTor:
         """What the ToR sends its spines: rack subnet, aggregates, every client's announcements (pod /24s
         covered by an aggregate left out), each once, in order of first appearance."""
         out: list[IPv4Network] = [self.subnet, *self.aggregates]
+        seen = set(out)  # membership in O(1): every client repeats the anycast ranges
         for s in self.clients:
             for p in s.a_announces:
-                if p not in out and not any(p.subnet_of(a) for a in self.aggregates):
+                if p not in seen and not any(p.subnet_of(a) for a in self.aggregates):
                     out.append(p)
+                    seen.add(p)
         return tuple(out)
 
 

@@ -38,7 +38,7 @@ SCOPES: dict[str, Scope] = {
 
 def _to_json(value: Any) -> str:
     """JSON (and so YAML) literal of a value: the only way free text enters a structured file."""
-    return json.dumps(value, default=_json_default, sort_keys=False)
+    return _ENCODER.encode(value)
 
 
 def _json_default(value: Any) -> Any:
@@ -47,6 +47,10 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, tuple | set | frozenset):
         return list(value)
     raise TypeError(f"cannot serialise {type(value).__name__}")
+
+
+# What json.dumps(value, default=_json_default, sort_keys=False) builds on every call, built once.
+_ENCODER = json.JSONEncoder(default=_json_default, sort_keys=False)
 
 
 @cache
