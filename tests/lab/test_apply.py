@@ -147,7 +147,9 @@ def test_bad_canary_change_is_reverted_and_stops_the_rollout(alab: Lab, work: di
     status = {b["name"]: b["status"] for b in report["batches"]}
     assert status[f"canary {CANARY}"] == "failed"
     assert all(s == "skipped" for n, s in status.items() if n != f"canary {CANARY}"), status
-    assert "health gate failed" in report["messages"][victim]
+    # the gate itself failed (not the configure step), and said why
+    assert "health gate failed after" in report["messages"][victim]
+    assert f"neighbour is {wrong}, expected {tor_address}" in report["messages"][victim]
     # reverted on the canary: the old file is back and BIRD runs it, session Established with the real ToR
     assert (alab.root(victim) / "etc/bird/bird.conf").read_text() == good_text
     assert wait_for(lambda: bird_state(alab, victim) == ("Established", tor_address)), bird_state(alab, victim)

@@ -29,7 +29,10 @@ case "$*" in
   *"show protocols all"*) printf 'tor BGP --- up 00:00:01 Established\\n  BGP state:          Established\\n'
      printf '    Neighbor address: 198.18.11.254\\n' ;;
   *"show route export"*) printf '198.19.0.0/24        blackhole [announce]\\n198.19.200.0/24      blackhole\\n' ;;
-  *) echo Reconfigured ;;
+  *"configure confirm"*) echo "Reconfiguration confirmed"; touch "$STATE/confirmed" ;;
+  *"configure undo"*) echo "Undo requested"; touch "$STATE/undone" ;;
+  *'configure "'*' timeout '*) printf 'Undo scheduled in 300 s\\nReconfigured\\n'; touch "$STATE/configured" ;;
+  *) echo "syntax error, unexpected '/'"; exit 1 ;;
 esac
 """
 
@@ -53,14 +56,19 @@ def _grep(directory: Path, needle: str) -> list[str]:
     return hits
 
 
-@pytest.mark.parametrize("check", [True, False], ids=["check", "apply"])
-def test_secret_never_in_run_artifacts(secret_site: Path, tmp_path: Path, monkeypatch, check: bool):
+@pytest.mark.parametrize(("check", "running"), [(True, False), (False, False), (False, True)],
+                         ids=["check", "start", "configure"])
+def test_secret_never_in_run_artifacts(secret_site: Path, tmp_path: Path, monkeypatch, check: bool,
+                                       running: bool):
     plan = compile_site(secret_site).plan
     tree = render(plan)
     assert f"@secret:{SECRET_NAME}@" in tree["nodes/dc1-r1-n1/bird.conf"]
     assert secret_refs(tree) == [SECRET_NAME]
     host = tmp_path / "host"
     (host / "state").mkdir(parents=True)
+    if running:  # BIRD runs an older config: the new one goes in with `configure "FILE" timeout N`, then confirm
+        (host / "state" / "started").touch()
+        (host / "bird.conf").write_text("# old\n")
     birdc = tmp_path / "birdc"
     birdc.write_text(FAKE_BIRDC)
     birdc.chmod(0o755)
@@ -94,6 +102,10 @@ def test_secret_never_in_run_artifacts(secret_site: Path, tmp_path: Path, monkey
     assert not any(k.startswith("(secrets)") for k in outcome.messages)  # nothing had to be redacted
     assert _grep(run.path, SECRET) == []
     assert (run.path / "ansible/artifacts/01-canary-dc1-r1/command").exists()
+    if running:
+        assert (host / "state" / "configured").exists() and (host / "state" / "confirmed").exists()
+        assert not (host / "state" / "undone").exists()
+        assert not list(host.glob("bird.conf.*~"))  # the backup is removed after the gate passed
     if check:
         assert not (host / "bird.conf").exists()  # check mode changes nothing
         assert outcome.diffs["dc1-r1-n1"]  # ...but says what would change
