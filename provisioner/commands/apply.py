@@ -64,12 +64,15 @@ def compile_current(site: Path) -> Compiled:
 def _confirm_factory(yes: bool, check: bool, fmt: str):
     if yes or check:
         return None
-    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+    if not sys.stdin.isatty():
         raise InputError("refusing to change hosts without confirmation: no terminal to ask on; pass --yes "
                          "(or --check to only see what would change)")
 
     def confirm(batches) -> bool:
         hosts = sum(len(b.hosts) for b in batches)
+        for i, b in enumerate(batches, 1):
+            shown = ", ".join(b.hosts[:6]) + (f", ... ({len(b.hosts)} hosts)" if len(b.hosts) > 6 else "")
+            click.echo(f"  {i}. {b.name}: {shown}", err=True)
         return click.confirm(f"apply to {hosts} hosts in {len(batches)} batches?", default=False, err=True)
 
     return confirm
