@@ -225,6 +225,9 @@ def run_batch(run: RunDir, index: int, batch: Batch, opts: Options, secret_names
 
         env = {"ANSIBLE_CONFIG": str(ANSIBLE_CFG), "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_NOCOLOR": "1",
                "ANSIBLE_INVENTORY_ANY_UNPARSED_IS_FAILED": "True", "ANSIBLE_INVENTORY_UNPARSED_FAILED": "True",
+               # ansible-runner turns host key checking off unless told otherwise; pre-flight checked the keys
+               # against known_hosts, and ssh must keep holding every connection to the same keys
+               "ANSIBLE_HOST_KEY_CHECKING": "True",
                "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])}
         r = ansible_runner.run(
             private_data_dir=str(run.data_dir), project_dir=str(PLAYBOOKS), playbook="site.yml",

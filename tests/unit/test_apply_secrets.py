@@ -6,6 +6,7 @@ a temporary directory and a fake birdc), so no root, no daemons and no network a
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
@@ -101,7 +102,8 @@ def test_secret_never_in_run_artifacts(secret_site: Path, tmp_path: Path, monkey
     assert os.environ[SECRET_NAME] == SECRET  # restored after the run
     assert not any(k.startswith("(secrets)") for k in outcome.messages)  # nothing had to be redacted
     assert _grep(run.path, SECRET) == []
-    assert (run.path / "ansible/artifacts/01-canary-dc1-r1/command").exists()
+    command = json.loads((run.path / "ansible/artifacts/01-canary-dc1-r1/command").read_text())
+    assert command["env"]["ANSIBLE_HOST_KEY_CHECKING"] == "True"  # ansible-runner's default is False
     if running:
         assert (host / "state" / "configured").exists() and (host / "state" / "confirmed").exists()
         assert not (host / "state" / "undone").exists()
