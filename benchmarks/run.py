@@ -66,6 +66,7 @@ class Sample:
     rc: int
     stdout: str
     cpu: float = 0.0  # user + system seconds of the child
+    sys: float = 0.0  # of which system (kernel) seconds
 
 
 def measure(argv: list[str], cwd: Path, env: dict[str, str] | None = None) -> Sample:
@@ -81,7 +82,7 @@ def measure(argv: list[str], cwd: Path, env: dict[str, str] | None = None) -> Sa
         text = out.read().decode("utf-8", "replace")
     out_path.unlink()
     return Sample(wall=wall, rss_kib=usage.ru_maxrss, rc=proc.returncode, stdout=text,
-                  cpu=usage.ru_utime + usage.ru_stime)
+                  cpu=usage.ru_utime + usage.ru_stime, sys=usage.ru_stime)
 
 
 @dataclass
@@ -104,6 +105,10 @@ class Row:
         return statistics.median(s.cpu for s in self.samples)
 
     @property
+    def sys_median(self) -> float:
+        return statistics.median(s.sys for s in self.samples)
+
+    @property
     def peak_rss(self) -> int:
         return max(s.rss_kib for s in self.samples) * 1024
 
@@ -112,6 +117,7 @@ class Row:
                 "median_s": round(self.median, 4), "min_s": round(min(self.walls), 4),
                 "max_s": round(max(self.walls), 4), "walls_s": [round(w, 4) for w in self.walls],
                 "cpu_median_s": round(self.cpu_median, 4), "cpu_s": [round(s.cpu, 4) for s in self.samples],
+                "sys_s": [round(s.sys, 4) for s in self.samples],
                 "peak_rss_bytes": self.peak_rss, "exit_codes": sorted({s.rc for s in self.samples}),
                 "note": self.note}
 
@@ -461,12 +467,18 @@ def markdown(rows: list[Row], tgts: list[dict[str, Any]], ansible: list[dict[str
     if max(m["loadavg_start"][0], info["loadavg_end"][0]) > 0.5 * (m["nproc"] or 1):
         lines.append("The machine was shared with other work during this run, so these timings are noisy "
                      "(upper bounds rather than best cases).")
-    lines += ["", "| nodes | command | runs | median s | min–max s | CPU s | peak RSS MiB | notes |",
+    lines += ["", "| nodes | command | runs | median s | min–max s | CPU s (kernel) | peak RSS MiB | notes |",
               "|---:|---|---:|---:|---:|---:|---:|---|"]
     for r in rows:
         lines.append(f"| {r.size:,} | `{r.what}` | {len(r.samples)} | {r.median:.3f} | "
-                     f"{min(r.walls):.3f}–{max(r.walls):.3f} | {r.cpu_median:.2f} | {r.peak_rss / 2**20:.0f} | "
-                     f"{r.note} |")
+                     f"{min(r.walls):.3f}–{max(r.walls):.3f} | {r.cpu_median:.2f} ({r.sys_median:.2f}) | "
+                     f"{r.peak_rss / 2**20:.0f} | {r.note} |")
+    cold = [r for r in rows if r.what == "render (cold, empty dir)" and r.sys_median > 0.5 * r.cpu_median]
+    if cold:
+        lines += ["", "Most of the CPU time of the cold renders at "
+                  + ", ".join(f"{r.size:,} nodes ({r.sys_median:.1f} s of {r.cpu_median:.1f} s)" for r in cold)
+                  + " was kernel time: creating the files and directories of the tree (the same pipeline with "
+                  "nothing to write, `render (nothing changed)`, shows the cost of everything else)."]
     lines += ["", "Files per site: " + ", ".join(f"{s:,} nodes → {f['files']:,} files" for s, f in facts.items())
               + "."]
     for a in ansible:
