@@ -91,3 +91,28 @@ def kill_pids(pids: Iterable[int], *, grace: float = 5.0) -> None:
     deadline = time.monotonic() + 2
     while time.monotonic() < deadline and any(alive(p) for p in pids):
         time.sleep(0.05)
+
+
+# A safety net in the root namespace: while any lab is up, 198.18.0.0/15 is unreachable from the
+# machine itself except through a lab management bridge (its /20 or /24 is more specific). A mistake
+# that makes the controller dial a lab address directly (say, an inventory overlay not applied) then
+# fails at once instead of sending packets out of the machine's own interfaces.
+GUARD_PREFIX = "198.18.0.0/15"
+GUARD_PROTO = "198"  # route protocol number that marks the route as the lab's
+
+
+def add_guard_route() -> None:
+    existing = run(["ip", "-j", "route", "show", "exact", GUARD_PREFIX], check=False).stdout.strip()
+    if existing in ("", "[]"):
+        run(["ip", "route", "add", "unreachable", GUARD_PREFIX, "proto", GUARD_PROTO])
+
+
+def remove_guard_route_if_unused() -> bool:
+    """Remove the guard when no lab management bridge is left; never touch a route we did not add."""
+    if any(link.endswith("-mgmt") for link in root_links()):
+        return False
+    ours = run(["ip", "route", "show", "exact", GUARD_PREFIX, "proto", GUARD_PROTO], check=False).stdout.strip()
+    if not ours:
+        return False
+    run(["ip", "route", "del", "unreachable", GUARD_PREFIX, "proto", GUARD_PROTO], check=False)
+    return True

@@ -12,7 +12,7 @@ from typing import Any
 
 from . import state as st
 from .daemons import DAEMON_COMMS
-from .netns import comm, kill_pids, netns_list, netns_pids, root_links, run
+from .netns import comm, kill_pids, netns_list, netns_pids, remove_guard_route_if_unused, root_links, run
 from .topology import lab_prefix
 
 OUR_COMMS = DAEMON_COMMS | {"sleep", "sshd", "sh", "nsenter", "unshare"}
@@ -65,6 +65,7 @@ def down(site: str | Path, *, prefix: str | None = None) -> dict[str, Any]:
         if pattern.match(link):
             run(["ip", "link", "del", link], check=False)
             report["links"].append(link)
+    report["guard_route_removed"] = remove_guard_route_if_unused()
 
     for m in state.get("created_mountpoints", []):
         path = Path(m)

@@ -18,7 +18,7 @@ from ..render import render
 from . import state as st
 from .daemons import FRR_DAEMONS_FILE, VTYSH_CONF, svc, svc_path, write_svc
 from .hosts import MOUNTS, keygen, setup_script, sshd_config, start_sshd, write_hardware, write_known_hosts
-from .netns import LabError, alive, ip_batch, netns_list, run
+from .netns import LabError, add_guard_route, alive, ip_batch, netns_list, run
 from .topology import MGMT_IF, Topology, derive, mgmt_network
 
 WORKERS = 8
@@ -232,6 +232,7 @@ def up(site: str | Path, *, bare: bool = False, prefix: str | None = None,
         a, b = topo.host(li.a.host), topo.host(li.b.host)
         root.append(f"link add {li.a.ifname} netns {a.ns} type veth peer name {li.b.ifname} netns {b.ns}")
     ip_batch(root)
+    add_guard_route()
     mark("namespaces and links")
 
     for h in topo.hosts:

@@ -134,6 +134,20 @@ def test_dc_failure_drill_then_restore(lab):
     assert "PASS" in out and "drill" not in out.split("PASS")[1].split("checks")[0]
 
 
+def test_root_namespace_cannot_reach_lab_addresses_except_management(lab):
+    """The guard route: from the machine itself a lab underlay address is unreachable (never routed out of
+    the machine), while every host's management address is on the lab bridge."""
+    from provisioner.pipeline import compile_site
+
+    for node in compile_site(lab.site).plan.nodes:
+        got = subprocess.run(["ip", "route", "get", str(node.address)], capture_output=True, text=True)
+        assert got.returncode != 0 and "No route to host" in got.stderr, (node.hostname, got.stdout)
+    for host in lab.state["hosts"].values():
+        route = subprocess.run(["ip", "-j", "route", "get", host["mgmt_address"]], capture_output=True, text=True,
+                               check=True).stdout
+        assert json.loads(route)[0]["dev"] == lab.state["mgmt"]["bridge"]
+
+
 def test_down_leaves_nothing(lab):
     from provisioner.lab.netns import netns_list
 
@@ -150,6 +164,11 @@ def test_down_leaves_nothing(lab):
     links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
     assert f"{lab.prefix}-mgmt" not in links and not re.search(rf"\b{lab.prefix}m\d+", links)
     assert not state_dir.exists()
+    from provisioner.lab.netns import root_links
+
+    if not [link for link in root_links() if link.endswith("-mgmt")]:
+        routes = subprocess.run(["ip", "route", "show", "proto", "198"], capture_output=True, text=True).stdout
+        assert "198.18.0.0/15" not in routes, "the guard route outlived the last lab"
     rc, _out, err = lab.cli("down")  # safe twice
     assert rc == 0, err
 
