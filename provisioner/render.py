@@ -62,6 +62,10 @@ def environment() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
         autoescape=False,
+        # Compiling the templates is ~0.1 s of every run. Jinja's per-user cache (a 0700 directory in
+        # the temp dir, entries keyed by template path and invalidated by the source checksum) keeps
+        # the compiled code; output is identical with or without it.
+        bytecode_cache=jinja2.FileSystemBytecodeCache(),
     )
     env.filters["json"] = _to_json
     return env
