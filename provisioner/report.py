@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
 from collections.abc import Sequence
 from ipaddress import IPv4Address, IPv4Network
 from typing import Any
@@ -39,7 +41,10 @@ def md_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 
 
 def text_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    """A plain aligned table (no colour), stable for tests and logs."""
+    """A table for humans: drawn with rich on a terminal, plain aligned text in pipes, logs and tests
+    (stable output; rich is imported only when a terminal will show it)."""
+    if _interactive():
+        return _rich_table(headers, rows)
     cols = [list(map(str, col)) for col in zip(headers, *rows, strict=False)] if rows else [[h] for h in headers]
     widths = [max(len(v) for v in col) for col in cols]
     def line(values: Sequence[Any]) -> str:
@@ -47,6 +52,29 @@ def text_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     out = [line(headers), line(["-" * w for w in widths])]
     out += [line(row) for row in rows]
     return "\n".join(out)
+
+
+def _interactive() -> bool:
+    return sys.stdout.isatty() and not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb"
+
+
+def _rich_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    rows = [[str(v) for v in row] for row in rows]
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    for h in headers:
+        table.add_column(str(h), no_wrap=True)
+    for row in rows:
+        table.add_row(*(str(v) for v in row))
+    # Never truncate an address to fit a narrow terminal: let the line be as wide as the data.
+    needed = sum(max(len(v) for v in (str(h), *(r[i] for r in rows if i < len(r)))) + 3 for i, h in enumerate(headers))
+    console = Console(highlight=False, width=max(needed, 80))
+    with console.capture() as capture:
+        console.print(table)
+    return capture.get().rstrip("\n")
 
 
 def details(summary: str, body: str) -> str:
