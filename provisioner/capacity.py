@@ -76,10 +76,9 @@ def parse_add_racks(text: str | None) -> dict[str, int]:
         dc, count = dc.strip(), count.strip()
         if not sep or not dc or not count:
             raise InputError(f"--add-racks: {part.strip()!r} is not DC=N (e.g. --add-racks dc1=4,dc2=10)")
-        try:
-            n = int(count)
-        except ValueError:
-            raise InputError(f"--add-racks: {count!r} in {part.strip()!r} is not a whole number") from None
+        if not (count.isascii() and count.isdigit()):  # int() would take "1_0" and non-ASCII digits
+            raise InputError(f"--add-racks: {count!r} in {part.strip()!r} is not a whole number")
+        n = int(count)
         if n < 1:
             raise InputError(f"--add-racks: {part.strip()!r}: the number of racks must be at least 1")
         if dc in out:

@@ -18,14 +18,14 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
-from datetime import date
+from datetime import date, datetime
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 from typing import Literal
 
 from .errors import InputError, Problem
 from .etcd_timing import ELECTION_MAX_MS
-from .load import parse_yaml
+from .load import parse_yaml, read_input
 from .plan import Plan, Session
 
 Severity = Literal["error", "warning"]
@@ -665,7 +665,7 @@ def load_options(directory: Path, overrides: dict[str, int | None] | None = None
     values: dict[str, int | None] = {}
     path = directory / CHECK_FILE
     if path.is_file():
-        doc = parse_yaml(path.read_text(encoding="utf-8"), str(path))
+        doc = parse_yaml(read_input(path), str(path))
         data = doc.data
         problems: list[Problem] = []
         if not isinstance(data, dict):
@@ -693,7 +693,7 @@ def load_waivers(directory: Path) -> list[Waiver]:
     path = directory / WAIVERS_FILE
     if not path.is_file():
         return []
-    text = path.read_text(encoding="utf-8")
+    text = read_input(path)
     if not text.strip():
         return []
     doc = parse_yaml(text, str(path))
@@ -736,6 +736,8 @@ def load_waivers(directory: Path) -> list[Waiver]:
                     expires = date.fromisoformat(expires)
                 except ValueError:
                     expires = None
+            if isinstance(expires, datetime):  # YAML reads "2030-01-01 10:00" as a datetime
+                expires = None
             if not isinstance(expires, date):
                 problems.append(doc.problem((*loc, "expires"), "expires must be a date (YYYY-MM-DD)"))
                 bad = True

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 
 from .errors import InputError, Problem
-from .load import SiteSource, YamlDoc, expanded_nodes, gc_paused, parse_yaml
+from .load import SiteSource, YamlDoc, expanded_nodes, gc_paused, parse_yaml, read_input
 from .model import PodPool, Site
 
 LOCK_VERSION = 1
@@ -59,7 +59,7 @@ def read_lock(source: SiteSource) -> Allocations:
     path = source.lock_file
     if not path.exists():
         return Allocations()
-    text = path.read_text(encoding="utf-8")
+    text = read_input(path)
     if not text.strip():
         return Allocations()
     fast = _fast_lock_data(text)
@@ -127,11 +127,17 @@ def _lock_from_doc(doc: YamlDoc) -> Allocations:
     addrs = _section(doc, "node_addresses", _address, problems)
     links = _section(doc, "fabric_links", _network, problems)
     for name, seen in (("pod_cidrs", pods), ("fabric_links", links)):
-        owners: dict[IPv4Network, str] = {}
-        for owner, net in seen.items():
-            if net in owners:
-                problems.append(doc.problem((name, owner), f"{net} is also allocated to {owners[net]}"))
-            owners[net] = owner
+        # Sweep in address order: an entry overlaps an earlier one iff it starts before the furthest end.
+        furthest: tuple[int, str, IPv4Network] | None = None
+        for owner, net in sorted(seen.items(), key=lambda kv: (int(kv[1].network_address), -kv[1].prefixlen)):
+            if furthest is not None and int(net.network_address) <= furthest[0]:
+                what = "is also allocated to" if net == furthest[2] else f"overlaps {furthest[2]} of"
+                problems.append(doc.problem((name, owner), f"{net} {what} {furthest[1]}"))
+            if furthest is None or int(net.broadcast_address) > furthest[0]:
+                furthest = (int(net.broadcast_address), owner, net)
+    for owner, net in links.items():
+        if net.prefixlen != 31:
+            problems.append(doc.problem(("fabric_links", owner), f"{net} is not a /31 point-to-point link"))
     owners_a: dict[IPv4Address, str] = {}
     for owner, addr in addrs.items():
         if addr in owners_a:
@@ -173,7 +179,7 @@ _YAML_SPECIAL = {"y", "n", "yes", "no", "on", "off", "true", "false", "null"}
 
 def _key(name: str) -> str:
     """Quote keys that YAML would read as something other than a string (``on``, ``123``...)."""
-    if _PLAIN_SAFE.match(name) and name not in _YAML_SPECIAL:
+    if _PLAIN_SAFE.fullmatch(name) and name not in _YAML_SPECIAL:
         return name
     return f'"{name}"'
 
@@ -251,7 +257,9 @@ def allocate(
                 state.used.add(slot)
                 break
         else:
-            if owner in live_names:
+            if owner in live_names or any(net.overlaps(state.pool.cidr) for state in pools):
+                # Outside every pool, an orphan's prefix harms nothing; inside one with the wrong length,
+                # first-fit would hand out addresses on top of it.
                 problems.append(Problem(lock_file, None, f"pod_cidrs.{owner}",
                                         f"{net} lies in no pod pool (or does not match its node prefix length); "
                                         "restore the pool or release the node"))
@@ -311,6 +319,11 @@ def allocate(
     wanted = list(fabric_link_ids(site))
     wanted_set = set(wanted)
     fabric_links = {k: v for k, v in lock.fabric_links.items() if k in wanted_set}
+    for lid, net in fabric_links.items():
+        if not net.subnet_of(site.address_plan.fabric_pool):
+            problems.append(Problem(lock_file, None, f"fabric_links.{lid}",
+                                    f"{net} is outside the fabric pool {site.address_plan.fabric_pool}; "
+                                    "delete the entry to have the link re-allocated"))
     freed = tuple(sorted(set(lock.fabric_links) - wanted_set))
     used = {int(n.network_address) for n in fabric_links.values()}
     base = int(site.address_plan.fabric_pool.network_address)

@@ -87,6 +87,14 @@ def dotted(loc: Loc) -> str:
     return out
 
 
+def read_input(path: Path) -> str:
+    """A reviewed input file as text; unreadable, a directory or not UTF-8 is bad input (exit 2)."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError([Problem(str(path), None, "", f"cannot read: {exc}")]) from None
+
+
 def parse_yaml(text: str, file: str) -> YamlDoc:
     """Parse one YAML document; syntax errors, duplicate keys and aliases are input errors."""
     loader = _Loader(text)
@@ -199,10 +207,7 @@ def load_site(path: str | Path) -> tuple[Site, SiteSource, YamlDoc]:
 
     source = locate(path)
     file = str(source.site_file)
-    try:
-        text = source.site_file.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError([Problem(file, None, "", f"cannot read: {exc}")]) from None
+    text = read_input(source.site_file)
     if not text.strip():
         raise InputError([Problem(file, 1, "", "file is empty")])
     doc = parse_yaml(text, file)

@@ -20,6 +20,8 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
+# Checked with fullmatch: `$` in a Python regex also matches before a trailing newline, and "name\n"
+# must never pass.
 HOSTNAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 # Kubernetes label key (optional DNS prefix) and value syntax.
 LABEL_KEY_RE = re.compile(r"^([a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?$")
@@ -32,7 +34,7 @@ ASN_MAX = 4_294_967_294  # 4-byte ASN; 0 and 4294967295 are reserved (RFC 7607, 
 
 
 def _hostname(value: str) -> str:
-    if not HOSTNAME_RE.match(value):
+    if not HOSTNAME_RE.fullmatch(value):
         raise ValueError(
             f"{value!r} is not an RFC 1123 label (lowercase letters, digits and '-', 1-63 chars, "
             "no leading or trailing '-')"
@@ -69,7 +71,7 @@ def _asn(value: int) -> int:
 
 def _pattern(regex: re.Pattern[str], what: str):
     def check(value: str) -> str:
-        if not regex.match(value):
+        if not regex.fullmatch(value):
             raise ValueError(f"{value!r} is not a valid {what}")
         return value
 

@@ -31,10 +31,14 @@ def base_site(site: Path, ref: str) -> Iterator[tuple[Path, str]]:
     """Yield (base site directory, description) for ``--against REF``; temporary copies are removed after."""
     source = locate(site)
     directory = source.directory.resolve()
+    if not ref.strip():
+        raise InputError("--against needs a git ref or a directory, got an empty string")
     candidate = Path(ref)
     if candidate.is_dir():
         for d in (candidate, candidate / "inventories" / directory.name, candidate / directory.name):
             if (d / SITE_FILE).is_file():
+                if d.resolve() == directory:
+                    raise InputError(f"--against {ref}: that is the site itself; name a git ref or another copy")
                 yield d, f"directory {ref}"
                 return
         raise InputError(f"--against {ref}: no {SITE_FILE} in that directory (nor in inventories/{directory.name}/)")

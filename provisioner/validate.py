@@ -14,6 +14,8 @@ from .model import HOSTNAME_RE, Site
 
 Loc = tuple[str | int, ...]
 Finding = tuple[Loc, str]
+# Ansible groups the inventory derives besides one per DC (see plan.inventory_groups).
+RESERVED_GROUPS = frozenset({"all", "ungrouped", "nodes", "tors", "spines", "control_plane", "etcd", "etcd_events"})
 
 
 def site_problems(site: Site) -> list[Finding]:
@@ -41,7 +43,7 @@ def _hosts(site: Site) -> Iterator[tuple[str, str, Loc]]:
 def _names(site: Site) -> Iterator[Finding]:
     seen: dict[str, Loc] = {}
     for kind, name, loc in _hosts(site):
-        if not HOSTNAME_RE.match(name):
+        if not HOSTNAME_RE.fullmatch(name):
             yield loc, f"{kind} name {name!r} (from the name pattern) is not an RFC 1123 label"
         if name in seen:
             yield loc, f"duplicate name {name!r} (also at {_fmt(seen[name])})"
@@ -57,6 +59,13 @@ def _names(site: Site) -> Iterator[Finding]:
             if name in names:
                 yield loc, f"duplicate {what} name {name!r} (also at {_fmt(names[name])})"
             names[name] = loc
+    # Each DC is an Ansible group named after it ('-' becomes '_'): it must not merge with another group.
+    for d, dc in enumerate(site.dcs):
+        group = dc.name.replace("-", "_")
+        if group in RESERVED_GROUPS or group.startswith(("rack_", "role_")):
+            yield (("dcs", d, "name"),
+                   f"data centre name {dc.name!r} would be the Ansible group {group!r}, which provisioner "
+                   "already uses; choose another name")
 
 
 def _addresses(site: Site) -> Iterator[Finding]:

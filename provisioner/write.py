@@ -2,7 +2,10 @@
 
 A re-render writes only the files that changed: unchanged files are hard-linked from the current
 tree into the new one, then the two directories are exchanged with ``renameat2(RENAME_EXCHANGE)``
-(one atomic step on Linux; a two-rename fallback elsewhere). A crash leaves the previous tree intact.
+(one atomic step on Linux; a two-rename fallback elsewhere). A crash of the process leaves the
+previous tree intact. The tree is not fsynced: it is derived data that every run compares byte for
+byte with a fresh render, so a tree damaged by a power loss is rewritten by the next render. The lock
+file, which is not derived, is written with fsync before its rename.
 """
 
 from __future__ import annotations
@@ -43,10 +46,8 @@ def read_tree(root: Path) -> dict[str, str]:
                 continue
             full = os.path.join(dirpath, f)
             # Raw reads and one decode: twice as fast as text-mode open() on 20 000 small files.
-            text = _read_bytes(full).decode("utf-8", "surrogateescape")
-            if "\r" in text:  # what text mode's universal newlines would have done
-                text = text.replace("\r\n", "\n").replace("\r", "\n")
-            out[full[prefix:]] = text
+            # Exact bytes (no newline translation): a hand-edited CRLF file must show as changed.
+            out[full[prefix:]] = _read_bytes(full).decode("utf-8", "surrogateescape")
     return out
 
 
@@ -131,7 +132,11 @@ def write_tree(root: Path, artifacts: dict[str, str], current: dict[str, str] | 
             if not _exchange(tmp, root):
                 old = root.with_name(f".{root.name}.old-{os.getpid()}")
                 os.rename(root, old)
-                os.rename(tmp, root)
+                try:
+                    os.rename(tmp, root)
+                except BaseException:
+                    os.rename(old, root)  # put the previous tree back
+                    raise
                 tmp = old
             shutil.rmtree(tmp)
         else:
@@ -183,7 +188,10 @@ def _mkdirs(base: str, directory: str, made: set[str]) -> None:
 def site_lock(site_dir: Path, wait: bool = True) -> Iterator[None]:
     """Serialise runs that write a site's lock file or rendered tree."""
     path = site_dir / ".provisioner.lock"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise InputError(f"{site_dir}: cannot take the run lock {path}: {exc.strerror}") from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))

@@ -45,7 +45,7 @@ def parse_batch(spec: str) -> int | None:
     """``rack`` -> None (one rack per batch); ``N%`` -> N (that share of the remaining racks per batch)."""
     if spec == "rack":
         return None
-    m = _PERCENT.match(spec)
+    m = _PERCENT.fullmatch(spec)
     if not m:
         raise InputError(f"--batch: {spec!r} is neither 'rack' nor a percentage like '25%'")
     return int(m.group(1))

@@ -12,11 +12,11 @@ from ..diff import TreeDiff, diff_trees, unified
 from ..errors import InputError
 from ..ipam import dump_lock, read_lock
 from ..ipam import release as release_node
-from ..load import SiteSource, load_site
+from ..load import SiteSource, load_site, locate
 from ..pipeline import Compiled, compile_site
 from ..render import render as render_plan
 from ..report import details, format_option, md_table, text_table, to_json
-from ..write import read_tree, site_lock, write_file_atomic, write_tree
+from ..write import check_replaceable, read_tree, site_lock, write_file_atomic, write_tree
 
 site_argument = click.argument("site", type=click.Path(path_type=Path))
 out_option = click.option("--out", type=click.Path(path_type=Path), default=None,
@@ -50,17 +50,19 @@ def validate(site: Path) -> int:
 @out_option
 def render(site: Path, out: Path | None) -> int:
     """Allocate, render SITE and swap the tree in atomically; update the lock file if needed."""
-    source_dir = site if site.is_dir() else site.parent
-    with site_lock(source_dir):
+    with site_lock(locate(site).directory):
         compiled = compile_site(site)
         artifacts = render_plan(compiled.plan)
         target = out or default_out(compiled.source)
+        check_replaceable(target)  # bad --out is bad input: refuse before anything is written
         lock_text = dump_lock(compiled.plan.name, compiled.plan.allocations)
         current_lock = compiled.source.lock_file.read_text() if compiled.source.lock_file.exists() else None
-        if lock_text != current_lock:
-            write_file_atomic(compiled.source.lock_file, lock_text)
         current = read_tree(target)
         written = write_tree(target, artifacts, current)
+        # The lock last: a failed tree write leaves it untouched, and the allocation is deterministic,
+        # so the next render reproduces the same tree and lock.
+        if lock_text != current_lock:
+            write_file_atomic(compiled.source.lock_file, lock_text)
     change = compiled.plan.change
     click.echo(f"{summary_line(compiled)}")
     click.echo(f"rendered {len(artifacts)} files into {target} ({written} written, "
@@ -236,8 +238,7 @@ def plan(site: Path, out: Path | None, fmt: str, show_diff: bool, exit_code: boo
 @click.argument("node")
 def release(site: Path, node: str) -> int:
     """Free the pod prefix and address of NODE, which must already be gone from site.yaml."""
-    source_dir = site if site.is_dir() else site.parent
-    with site_lock(source_dir):
+    with site_lock(locate(site).directory):
         parsed, source, _ = load_site(site)
         lock = read_lock(source)
         freed = lock.pod_cidrs.get(node)

@@ -90,3 +90,33 @@ def test_the_same_edit_with_a_benign_value_renders(site_copy, tmp_path, old, new
     out = tmp_path / "out"
     code, stdout, stderr = run_cli("render", str(site), "--out", str(out))
     assert code == 0, f"exit {code}\n{stdout}\n{stderr}"
+
+
+# A valid value plus only a trailing newline: Python's `$` matches before a final "\n", so this is the
+# payload a `re.match(r"^...$")` check lets through. Every one must still be refused.
+TRAILING_NEWLINE = [
+    ("site: lab\n", "site: {v}\n", "lab", "site"),
+    ("  - name: dc1\n", "  - name: {v}\n", "dc1", "dcs[0].name"),
+    ("hostname: dc1-r1-n1,", "hostname: {v},", "dc1-r1-n1", "dcs[0].racks[0].nodes[0].hostname"),
+    ("tor: {name: dc1-r1-tor,", "tor: {{name: {v},", "dc1-r1-tor", "dcs[0].racks[0].tor.name"),
+    ("{name: cp1,", "{{name: {v},", "cp1", "vms.control_plane[0].name"),
+    ("{topology.kubernetes.io/zone: dc1}", "{{topology.kubernetes.io/zone: {v}}}", "dc1",
+     "dcs[0].racks[0].nodes[0].labels"),
+    ("bgp:\n  hold_time: 9", "bgp:\n  password: {v}\n  hold_time: 9", "BGP_PW", "bgp.password"),
+    ("bgp:\n", "kubernetes:\n  version: {v}\nbgp:\n", "v1.31.4", "kubernetes.version"),
+    ("bgp:\n", "kubernetes:\n  dns_domain: {v}\nbgp:\n", "cluster.local", "kubernetes.dns_domain"),
+    ("etcd:\n", "etcd:\n  auto_compaction_retention: {v}\n", "1h", "etcd.auto_compaction_retention"),
+]
+
+
+@pytest.mark.parametrize(("old", "new", "valid", "field"), TRAILING_NEWLINE, ids=[t[3] for t in TRAILING_NEWLINE])
+def test_valid_value_with_a_trailing_newline_is_refused(site_copy, tmp_path, old, new, valid, field):
+    site = site_copy("lab")
+    lock_before = (site / "allocations.yaml").read_text()
+    (site / "site.yaml").write_text(hostile_site(old, new, valid))
+    assert run_cli("validate", str(site))[0] == 0, "the same edit without the newline must load"
+    (site / "site.yaml").write_text(hostile_site(old, new, valid + "\n"))
+    code, _, err = run_cli("render", str(site), "--out", str(tmp_path / "out"))
+    assert code == 2 and field in err, err
+    assert not (tmp_path / "out").exists()
+    assert (site / "allocations.yaml").read_text() == lock_before
