@@ -35,7 +35,7 @@ from ipaddress import IPv4Address, IPv4Network
 from typing import Any
 
 from .errors import InputError
-from .ipam import Allocations, _PoolState, allocate
+from .ipam import Allocations, _PoolState, allocate, taken_addresses
 from .load import dotted
 from .model import ASN_MAX, NodeGroup, Rack, Site, Tor
 
@@ -619,14 +619,10 @@ def rack_section(site: Site, lock: Allocations, live: list) -> dict[str, Any]:
                 return i
         return None
 
-    taken: list[set[int]] = [{int(r.tor_address())} for _, r in racks]
+    # The allocator's own view (ToR, router ids and the API address inside the subnet, explicit nodes, VMs).
+    by_rack = taken_addresses(site)
+    taken: list[set[int]] = [{int(a) for a in by_rack[r.name]} for _, r in racks]
     index = {r.name: i for i, (_, r) in enumerate(racks)}
-    for i, (_dc, r) in enumerate(racks):
-        taken[i].update(int(n.address) for n in r.nodes if n.address is not None)
-    for role in ("control_plane", "etcd", "etcd_events"):
-        for vm in getattr(site.vms, role):
-            if vm.rack in index:
-                taken[index[vm.rack]].add(int(vm.address))
     for addr in lock.node_addresses.values():
         i = rack_of(addr)
         if i is not None:

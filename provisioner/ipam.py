@@ -287,7 +287,7 @@ def allocate(
 
     # Underlay addresses of nodes declared without one.
     node_addresses = dict(lock.node_addresses)
-    taken_by_rack = _taken_addresses(site)
+    taken_by_rack = taken_addresses(site)
     locked_addresses = set(node_addresses.values())
     added_addresses: list[str] = []
     for _dc, rack, node in live_nodes:
@@ -367,7 +367,7 @@ def fabric_link_ids(site: Site) -> Iterable[str]:
                 yield link_id(a.name, b.name)
 
 
-def _taken_addresses(site: Site) -> dict[str, set[IPv4Address]]:
+def taken_addresses(site: Site) -> dict[str, set[IPv4Address]]:
     """Per rack: addresses a node may not be given (ToR, explicit nodes, VMs, any router id, the API)."""
     reserved = {site.address_plan.api_address}
     for dc in site.dcs:
