@@ -13,6 +13,23 @@ from provisioner.cli import cli, main
 ROOT = Path(__file__).resolve().parent.parent
 
 
+# A rack of 20 nodes for dc2 of the example site, and where it goes: the "add a rack" change.
+NEW_DC2_RACK = """\
+      - name: dc2-r13
+        asn: 65213
+        subnet: 10.2.13.0/24
+        tor: {name: dc2-r13-tor, router_id: 10.254.2.13}
+        node_groups:
+          - {count: 20, name_pattern: 'dc2-r13-n{index:02d}', hardware: amd-128c-512g}
+"""
+
+
+def add_dc2_rack(site_text: str) -> str:
+    marker = "  - name: dc3\n"
+    assert marker in site_text
+    return site_text.replace(marker, NEW_DC2_RACK + marker, 1)
+
+
 def run_cli(*args: str) -> tuple[int, str, str]:
     """Run provisioner in-process through main() (so exit codes match the real binary)."""
     runner = CliRunner()

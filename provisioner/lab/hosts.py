@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import shlex
 import subprocess
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from . import state as st
-from .netns import LabError, alive, kill_pids, run
+from .netns import LabError, alive, kill_pids, run, wait_pidfile
 from .topology import MGMT_IF, RACK_BRIDGE, LabHost, Topology
 
 # Real paths replaced inside every lab host by a directory of its own (under hosts/<host>/root/).
@@ -214,16 +213,10 @@ def start_sshd(state: dict[str, Any], host: str) -> int:
     pidfile = hdir / "sshd.pid"
     pidfile.unlink(missing_ok=True)
     run(nsenter_argv(state, host, [SSHD, "-f", str(hdir / "sshd_config"), "-E", str(hdir / "logs" / "sshd.log")]))
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        try:
-            pid = int(pidfile.read_text().split()[0])
-            if alive(pid):
-                return pid
-        except (OSError, ValueError, IndexError):
-            pass
-        time.sleep(0.05)
-    raise LabError(f"{host}: sshd did not start (see {hdir / 'logs' / 'sshd.log'})")
+    pid = wait_pidfile(pidfile, 15)
+    if pid is None:
+        raise LabError(f"{host}: sshd did not start (see {hdir / 'logs' / 'sshd.log'})")
+    return pid
 
 
 def stop_sshd(state: dict[str, Any], host: str) -> None:

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 
 class LabError(RuntimeError):
@@ -116,3 +117,17 @@ def remove_guard_route_if_unused() -> bool:
         return False
     run(["ip", "route", "del", "unreachable", GUARD_PREFIX, "proto", GUARD_PROTO], check=False)
     return True
+
+
+def wait_pidfile(pidfile: Path, timeout: float) -> int | None:
+    """The pid written to ``pidfile`` once that process is alive, or None after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            pid = int(pidfile.read_text().split()[0])
+            if alive(pid):
+                return pid
+        except (OSError, ValueError, IndexError):
+            pass
+        time.sleep(0.05)
+    return None

@@ -18,7 +18,7 @@ from ..render import render
 from . import state as st
 from .daemons import FRR_DAEMONS_FILE, VTYSH_CONF, svc, svc_path, write_svc
 from .hosts import MOUNTS, keygen, setup_script, sshd_config, start_sshd, write_hardware, write_known_hosts
-from .netns import LabError, add_guard_route, alive, ip_batch, netns_list, run
+from .netns import LabError, add_guard_route, ip_batch, netns_list, run, wait_pidfile
 from .topology import MGMT_IF, Topology, derive, mgmt_network
 
 WORKERS = 8
@@ -129,16 +129,9 @@ def _start_anchor(state: dict[str, Any], host: str) -> None:
 
 def _wait_anchor(state: dict[str, Any], host: str) -> int:
     h = state["hosts"][host]
-    pidfile = Path(h["dir"]) / "anchor.pid"
-    deadline = time.monotonic() + ANCHOR_TIMEOUT
-    while time.monotonic() < deadline:
-        try:
-            pid = int(pidfile.read_text().split()[0])
-            if alive(pid):
-                return pid
-        except (OSError, ValueError, IndexError):
-            pass
-        time.sleep(0.05)
+    pid = wait_pidfile(Path(h["dir"]) / "anchor.pid", ANCHOR_TIMEOUT)
+    if pid is not None:
+        return pid
     log = Path(h["dir"]) / "logs" / "anchor.log"
     tail = log.read_text()[-2000:] if log.exists() else ""
     raise LabError(f"{host}: anchor did not come up in {ANCHOR_TIMEOUT:.0f}s:\n{tail}")

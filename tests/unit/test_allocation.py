@@ -12,16 +12,7 @@ import yaml
 
 from provisioner.errors import InputError
 from provisioner.write import read_tree, site_lock
-from tests.helpers import run_cli
-
-NEW_RACK = """\
-      - name: dc2-r13
-        asn: 65213
-        subnet: 10.2.13.0/24
-        tor: {name: dc2-r13-tor, router_id: 10.254.2.13}
-        node_groups:
-          - {count: 20, name_pattern: 'dc2-r13-n{index:02d}', hardware: amd-128c-512g}
-"""
+from tests.helpers import add_dc2_rack, run_cli
 
 
 def lock_of(site: Path) -> dict:
@@ -41,7 +32,7 @@ def test_adding_a_rack_moves_nothing_and_touches_no_existing_node(site_copy, tmp
     lock_before, tree_before = lock_of(site), read_tree(out)
 
     text = (site / "site.yaml").read_text()
-    (site / "site.yaml").write_text(text.replace("  - name: dc3\n", NEW_RACK + "  - name: dc3\n", 1))
+    (site / "site.yaml").write_text(add_dc2_rack(text))
     code, _, _ = run_cli("plan", str(site), "--out", str(out), "--format", "json")
     assert code == 0
     render(site, out)

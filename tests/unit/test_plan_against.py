@@ -10,22 +10,13 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import EXAMPLE, LAB
-from tests.helpers import run_cli
-
-NEW_RACK = """\
-      - name: dc2-r13
-        asn: 65213
-        subnet: 10.2.13.0/24
-        tor: {name: dc2-r13-tor, router_id: 10.254.2.13}
-        node_groups:
-          - {count: 20, name_pattern: 'dc2-r13-n{index:02d}', hardware: amd-128c-512g}
-"""
+from tests.helpers import add_dc2_rack, run_cli
 
 
 def add_rack(site: Path, render: bool = True) -> None:
     """Add dc2-r13 (20 nodes) and, like the SRE in the pull request, render so the lock file is updated."""
     path = site / "site.yaml"
-    path.write_text(path.read_text().replace("  - name: dc3\n", NEW_RACK + "  - name: dc3\n", 1))
+    path.write_text(add_dc2_rack(path.read_text()))
     if render:
         code, _, err = run_cli("render", str(site), "--out", str(site.parent.parent / "rendered-new"))
         assert code == 0, err
