@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -28,6 +30,16 @@ def add_dc2_rack(site_text: str) -> str:
     marker = "  - name: dc3\n"
     assert marker in site_text
     return site_text.replace(marker, NEW_DC2_RACK + marker, 1)
+
+
+def wait_for(fn: Callable[[], object], timeout: float = 60, interval: float = 1.0):
+    """Poll ``fn`` until it returns something truthy or ``timeout`` passes; return its last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = fn()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(interval)
 
 
 def run_cli(*args: str) -> tuple[int, str, str]:

@@ -20,24 +20,13 @@ sys.path.insert(0, str(ROOT))
 from click.testing import CliRunner  # noqa: E402
 
 from provisioner.cli import main  # noqa: E402
+from tests.helpers import add_dc2_rack  # noqa: E402
 
 EXAMPLE = ROOT / "inventories" / "example"
 OUT = Path(__file__).resolve().parent
 
-NEW_RACK = """\
-      - name: dc2-r13
-        asn: 65213
-        subnet: 10.2.13.0/24
-        tor: {name: dc2-r13-tor, router_id: 10.254.2.13}
-        node_groups:
-          - {count: 20, name_pattern: 'dc2-r13-n{index:02d}', hardware: amd-128c-512g}
-"""
-
-
 def add_rack_to_dc2(text: str) -> str:
-    marker = "  - name: dc3\n"
-    assert marker in text
-    return text.replace(marker, NEW_RACK + marker, 1)
+    return add_dc2_rack(text)  # the same rack the tests add
 
 
 ETCD1_OLD = "    - {name: etcd1, dc: dc1, rack: dc1-r02, address: 10.1.2.201, hardware: vm-8c-32g}\n"

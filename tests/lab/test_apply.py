@@ -21,7 +21,7 @@ import pytest
 
 from provisioner.pipeline import compile_site
 from tests.conftest import LAB
-from tests.helpers import run_cli
+from tests.helpers import run_cli, wait_for
 from tests.lab.conftest import Lab, running_lab
 
 PREFIX = "papply"
@@ -71,15 +71,6 @@ def bird_state(alab: Lab, host: str) -> tuple[str | None, str | None]:
         if line.startswith("Neighbor address:"):
             neighbor = line.split(":", 1)[1].strip()
     return state, neighbor
-
-
-def wait_for(fn, timeout: float = 45, interval: float = 1.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fn()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(interval)
 
 
 def host_files(alab: Lab, hosts: list[str]) -> dict[str, tuple[float, str]]:

@@ -10,18 +10,10 @@ import time
 
 from provisioner.pipeline import compile_site
 from tests.conftest import LAB
+from tests.helpers import wait_for
 from tests.lab.conftest import LAB_COMMS, processes_in, ps_snapshot, ssh_argv
 
 PLAN = compile_site(LAB).plan
-
-
-def _wait(fn, timeout: float = 60, interval: float = 1.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fn()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(interval)
 
 
 def test_up_verifies_and_is_fast(lab):
@@ -73,7 +65,7 @@ def test_rogue_node_announcing_another_nodes_prefix_is_filtered(lab):
     try:
         conf.write_text(bad)
         assert lab.exec(rogue.a.host, ["birdc", "configure"]).returncode == 0
-        exported = _wait(lambda: str(victim_pod) in lab.exec(rogue.a.host, ["birdc", "show", "route", "export",
+        exported = wait_for(lambda: str(victim_pod) in lab.exec(rogue.a.host, ["birdc", "show", "route", "export",
                                                                             "tor"]).stdout, 30)
         assert exported, "the rogue node does not even announce the victim's prefix"
         time.sleep(3)  # a few keepalives: the update has reached the ToR
