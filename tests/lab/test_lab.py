@@ -126,6 +126,37 @@ def test_dc_failure_drill_then_restore(lab):
     assert "PASS" in out and "drill" not in out.split("PASS")[1].split("checks")[0]
 
 
+def test_host_and_link_failure_drills_then_restore(lab):
+    """A node losing power takes only its own session and /24; a cut uplink of the only spine isolates the rack."""
+    from provisioner.pipeline import compile_site
+
+    plan = compile_site(lab.site).plan
+    victim = next(n for n in plan.nodes if n.rack == "dc1-r1")
+    rc, _, err = lab.cli("fail", "host", victim.hostname)
+    assert rc == 0, err
+    rc, out, _ = lab.cli("verify", "--format", "json")
+    checks = {c["name"]: c for c in json.loads(out)["checks"]}
+    assert rc == 0, [c for c in checks.values() if not c["ok"]]
+    assert checks[f"drill: bgp {victim.hostname} ~ {victim.tor} down"]["ok"]
+    assert checks[f"drill: {victim.hostname} /24 gone from {victim.tor}"]["ok"]
+    neighbour = next(n for n in plan.nodes if n.rack == "dc1-r1" and n != victim)
+    assert not any(neighbour.hostname in name and c["kind"] == "drill" for name, c in checks.items())
+    rc, _, err = lab.cli("restore")
+    assert rc == 0, err
+
+    rc, _, err = lab.cli("fail", "link", victim.tor, "dc1-spine1")
+    assert rc == 0, err
+    rc, out, _ = lab.cli("verify", "--format", "json")
+    checks = {c["name"]: c for c in json.loads(out)["checks"]}
+    assert rc == 0, [c for c in checks.values() if not c["ok"]]
+    assert checks[f"drill: bgp {victim.tor} ~ dc1-spine1 down"]["ok"]
+    rc, _, err = lab.cli("restore")
+    assert rc == 0, err
+    rc, out, _ = lab.cli("verify")
+    assert rc == 0, out
+    assert "(0 drill checks)" in out
+
+
 def test_root_namespace_cannot_reach_lab_addresses_except_management(lab):
     """The guard route: from the machine itself a lab underlay address is unreachable (never routed out of
     the machine), while every host's management address is on the lab bridge."""
