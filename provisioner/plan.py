@@ -162,12 +162,6 @@ class EtcdMember:
     rack: str
     address: IPv4Address
 
-    def peer_url(self, port: int) -> str:
-        return f"https://{self.address}:{port}"
-
-    def client_url(self, port: int) -> str:
-        return f"https://{self.address}:{port}"
-
 
 @dataclass(frozen=True, slots=True)
 class EtcdCluster:
@@ -186,11 +180,17 @@ class EtcdCluster:
 
     @property
     def initial_cluster(self) -> str:
-        return ",".join(f"{m.name}={m.peer_url(self.peer_port)}" for m in self.members)
+        return ",".join(f"{m.name}={self.peer_url(m)}" for m in self.members)
 
     @property
     def client_urls(self) -> tuple[str, ...]:
-        return tuple(m.client_url(self.client_port) for m in self.members)
+        return tuple(self.client_url(m) for m in self.members)
+
+    def peer_url(self, member: EtcdMember) -> str:
+        return f"https://{member.address}:{self.peer_port}"
+
+    def client_url(self, member: EtcdMember) -> str:
+        return f"https://{member.address}:{self.client_port}"
 
 
 @dataclass(frozen=True)

@@ -340,7 +340,7 @@ def etcd_checks(state: dict[str, Any], plan: Plan, health: Health) -> list[Check
         if not alive:
             checks.append(Check("etcd", f"etcd {cluster.name}", False, "no member left"))
             continue
-        urls = [m.client_url(cluster.client_port) for m in alive]
+        urls = [cluster.client_url(m) for m in alive]
         base = ["etcdctl", f"--endpoints={','.join(urls)}", "--dial-timeout=3s", "--command-timeout=6s", *creds]
 
         def ctl(*args: str, where: str = alive[0].name, base=base) -> Any:

@@ -197,7 +197,7 @@ def test_dc_loss_drill(drill: Drill):
         assert listing.returncode == 0, listing.stderr
         members = json.loads(listing.stdout)["members"]
         assert sorted((m["name"], m["peerURLs"][0]) for m in members) == sorted(
-            (m.name, m.peer_url(cluster.peer_port)) for m in cluster.members)
+            (m.name, cluster.peer_url(m)) for m in cluster.members)
         assert sorted(m["clientURLs"][0] for m in members) == sorted(endpoints)
         assert drill.etcdctl(endpoints, "put", "/drill/start", cluster.name).returncode == 0
     healthy_at = time.monotonic() - started
@@ -212,7 +212,7 @@ def test_dc_loss_drill(drill: Drill):
                     drill.kill(member.name)
         t0 = time.monotonic()
         for cluster in plan.etcd_clusters:
-            alive = [m.client_url(cluster.client_port) for m in cluster.members if m.dc not in lost]
+            alive = [cluster.client_url(m) for m in cluster.members if m.dc not in lost]
             key = f"/drill/after-{'-'.join(sorted(lost))}"
             if expect_writes:
                 _wait(lambda alive=alive, key=key, c=cluster: drill.etcdctl(alive, "put", key, c.name), 20,
