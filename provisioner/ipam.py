@@ -2,7 +2,7 @@
 
 Three things are allocated and locked: each node's pod prefix (first-fit over the pools, in site
 order), the underlay address of nodes declared without one (lowest free host of the rack subnet),
-and a /31 for every fabric link (ToR-spine, spine-spine) from the fabric pool.
+and a /31 for every fabric link (ToR-spine, spine-spine, spine-upstream) from the fabric pool.
 
 Rules: an existing allocation never moves; a node removed from site.yaml keeps its pod prefix and
 address (it is *orphaned*) until ``provisioner release`` frees it; fabric links of removed switches
@@ -355,7 +355,8 @@ def allocate(
 
 
 def fabric_link_ids(site: Site) -> Iterable[str]:
-    """ToR-spine links within each DC, then a full mesh between spines of different DCs."""
+    """ToR-spine links within each DC, then a full mesh between spines of different DCs, then each spine to
+    each upstream router of its DC."""
     for dc in site.dcs:
         for rack in dc.racks:
             for spine in dc.spines:
@@ -365,6 +366,10 @@ def fabric_link_ids(site: Site) -> Iterable[str]:
         for db, b in spines[i + 1:]:
             if da != db:
                 yield link_id(a.name, b.name)
+    for dc in site.dcs:
+        for spine in dc.spines:
+            for upstream in dc.upstreams:
+                yield link_id(spine.name, upstream.name)
 
 
 def taken_addresses(site: Site) -> dict[str, set[IPv4Address]]:

@@ -166,10 +166,31 @@ class Spine(Strict):
     asn: ASN
 
 
+UpstreamAnnounce = Literal["pod_pools", "anycast", "api_address", "rack_subnets"]
+
+
+class Upstream(Strict):
+    """A border/core router outside the site that the DC's spines peer with over eBGP: the way out.
+
+    It sends a default route (and optionally the exact prefixes in ``accept``); the spines send it the
+    classes of site prefixes named in ``announce``. Every spine of the DC peers with every upstream of the
+    DC over a /31 from the fabric pool (allocated and locked like the other fabric links).
+    """
+
+    name: Hostname
+    asn: ASN
+    router_id: Address
+    announce: list[UpstreamAnnounce] = Field(
+        default=["pod_pools", "anycast", "api_address", "rack_subnets"], min_length=1)
+    accept: list[Prefix] = []  # prefixes taken from the upstream besides 0.0.0.0/0 (exact lengths)
+    password: SecretRef | None = None  # the name of the session secret; default: bgp.password
+
+
 class DataCentre(Strict):
     name: Hostname
     spines: list[Spine] = Field(min_length=1)
     racks: list[Rack] = Field(min_length=1)
+    upstreams: list[Upstream] = []  # none: the DC reaches the outside only through other DCs' spines
 
 
 class VM(Strict):

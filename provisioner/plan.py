@@ -8,15 +8,18 @@ the same object and cannot disagree.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from ipaddress import IPv4Address, IPv4Network, collapse_addresses
 from typing import Literal
 
 from .etcd_timing import Timing, derive
 from .ipam import AllocationChange, Allocations, link_id
 from .load import expanded_nodes, gc_paused
-from .model import BGP, Hardware, Site
+from .model import BGP, Hardware, Site, Upstream
 
-SessionKind = Literal["node-tor", "vm-tor", "tor-spine", "spine-spine"]
+ZONE_LABEL = "topology.kubernetes.io/zone"
+RACK_LABEL = "provisioner/rack"
+SessionKind = Literal["node-tor", "vm-tor", "tor-spine", "spine-spine", "spine-upstream"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,7 +34,8 @@ class End:
 
 @dataclass(frozen=True, slots=True)
 class Session:
-    """A BGP session. ``a`` is the downstream side (node, VM, ToR, lower spine), ``b`` the upstream.
+    """A BGP session. ``a`` is the downstream side (node, VM, ToR, lower spine, spine), ``b`` the upstream
+    (ToR, spine, higher spine, upstream router).
 
     ``a_announces`` is exactly what ``a`` exports and what ``b`` accepts from ``a`` (empty: no
     per-neighbour filter beyond the fabric's own policy).
@@ -102,6 +106,13 @@ class PlanNode:
     def announces(self) -> tuple[IPv4Network, ...]:
         return self.session.a_announces
 
+    @property
+    def node_labels(self) -> tuple[tuple[str, str], ...]:
+        """The Node object's labels: the site's, plus the zone and rack provisioner owns, each key once
+        (validation refuses a site label that contradicts an owned one)."""
+        owned = {ZONE_LABEL: self.dc, RACK_LABEL: self.rack}
+        return tuple(sorted({**dict(self.labels), **owned}.items()))
+
 
 @dataclass(frozen=True, slots=True)
 class PlanVM:
@@ -146,6 +157,20 @@ class PlanTor:
 
 
 @dataclass(frozen=True, slots=True)
+class PlanUpstream:
+    """A border router outside the site: not rendered (it is not ours), but both ends of its sessions are
+    in the Plan so the spines' side and the checks agree with what the upstream is told to expect."""
+
+    name: str
+    dc: str
+    asn: int
+    router_id: IPv4Address
+    accept: tuple[IPv4Network, ...]  # what the site takes from it besides 0.0.0.0/0
+    announces: tuple[IPv4Network, ...]  # what the site's spines send it
+    sessions: tuple[Session, ...]  # spine-upstream, this upstream is side b
+
+
+@dataclass(frozen=True, slots=True)
 class PlanSpine:
     name: str
     dc: str
@@ -153,6 +178,10 @@ class PlanSpine:
     router_id: IPv4Address
     downlinks: tuple[Session, ...]  # tor-spine, this spine is side b
     peers: tuple[Session, ...]  # spine-spine across DCs, this spine on either side
+    uplinks: tuple[Session, ...] = ()  # spine-upstream, this spine is side a
+    aggregates: tuple[IPv4Network, ...] = ()  # pod pools originated (with a blackhole) toward upstreams
+    upstream_accept: tuple[IPv4Network, ...] = ()  # taken from the DC's upstreams besides the default
+    upstream_out: tuple[IPv4Network, ...] = ()  # sent to the DC's upstreams
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,6 +238,7 @@ class Plan:
     service_cidr: IPv4Network
     allocations: Allocations
     change: AllocationChange
+    upstreams: tuple[PlanUpstream, ...] = ()
     groups: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property
@@ -230,6 +260,10 @@ class Plan:
     @property
     def pod_pools(self) -> tuple[IPv4Network, ...]:
         return tuple(p.cidr for p in self.site.address_plan.pod_pools)
+
+    @cached_property
+    def tor_by_name(self) -> dict[str, PlanTor]:
+        return {t.name: t for t in self.tors}
 
 
 @gc_paused
@@ -315,22 +349,73 @@ def build_plan(site: Site, allocations: Allocations, change: AllocationChange) -
             spine_peers.setdefault(a.name, []).append(s)
             spine_peers.setdefault(b.name, []).append(s)
 
+    upstreams, spine_up = _upstreams(site, allocations, [t.subnet for t in tors])
+
+    def of_dc(dc_name: str, attr: str) -> tuple[IPv4Network, ...]:
+        return tuple(dict.fromkeys(p for u in upstreams if u.dc == dc_name for p in getattr(u, attr)))
+
     spines = tuple(
         PlanSpine(name=s.name, dc=dc_name, asn=s.asn, router_id=s.router_id,
-                  downlinks=tuple(spine_down.get(s.name, ())), peers=tuple(spine_peers.get(s.name, ())))
+                  downlinks=tuple(spine_down.get(s.name, ())), peers=tuple(spine_peers.get(s.name, ())),
+                  uplinks=tuple(spine_up.get(s.name, ())),
+                  aggregates=_pool_aggregates(site) if spine_up.get(s.name) else (),
+                  upstream_accept=of_dc(dc_name, "accept"), upstream_out=of_dc(dc_name, "announces"))
         for dc_name, s in all_spines
     )
     vm_tuple = tuple(vms)
     plan = Plan(
         site=site, name=site.site, nodes=tuple(nodes), tors=tuple(tors), spines=spines, vms=vm_tuple,
-        sessions=tuple(sessions),
+        sessions=(*sessions, *(s for u in upstreams for s in u.sessions)),
         etcd=_etcd_cluster(site, "etcd", [v for v in vm_tuple if v.role == "etcd"]),
         etcd_events=_etcd_cluster(site, "etcd-events", [v for v in vm_tuple if v.role == "etcd_events"]),
         anycast=anycast, api_address=ap.api_address, service_cidr=ap.service_cidr,
-        allocations=allocations, change=change,
+        allocations=allocations, change=change, upstreams=upstreams,
     )
     object.__setattr__(plan, "groups", inventory_groups(plan))
     return plan
+
+
+def _pool_aggregates(site: Site) -> tuple[IPv4Network, ...]:
+    return tuple(p.cidr for p in site.address_plan.pod_pools)
+
+
+def upstream_announces(site: Site, upstream: Upstream, rack_subnets: list[IPv4Network]) -> tuple[IPv4Network, ...]:
+    """The exact prefixes the spines send ``upstream``, from the classes it names, in a fixed order."""
+    ap = site.address_plan
+    classes = {
+        "pod_pools": list(_pool_aggregates(site)),
+        "anycast": list(ap.anycast),
+        "api_address": [IPv4Network(ap.api_address)],
+        "rack_subnets": rack_subnets,
+    }
+    out: list[IPv4Network] = []
+    for name in ("pod_pools", "anycast", "api_address", "rack_subnets"):
+        if name in upstream.announce:
+            out += [p for p in classes[name] if p not in out]
+    return tuple(out)
+
+
+def _upstreams(site: Site, allocations: Allocations, rack_subnets: list[IPv4Network]
+               ) -> tuple[tuple[PlanUpstream, ...], dict[str, list[Session]]]:
+    """Every spine of a DC peers with every upstream of the DC; the upstream is the higher side (b)."""
+    out: list[PlanUpstream] = []
+    spine_up: dict[str, list[Session]] = {}
+    for dc in site.dcs:
+        for up in dc.upstreams:
+            sessions = []
+            for spine in dc.spines:
+                link = allocations.fabric_links[link_id(spine.name, up.name)]
+                s = Session("spine-upstream",
+                            End(spine.name, link.broadcast_address, spine.asn, spine.router_id),
+                            End(up.name, link.network_address, up.asn, up.router_id),
+                            link, up.password or site.bgp.password)
+                sessions.append(s)
+                spine_up.setdefault(spine.name, []).append(s)
+            out.append(PlanUpstream(name=up.name, dc=dc.name, asn=up.asn, router_id=up.router_id,
+                                    accept=tuple(up.accept),
+                                    announces=upstream_announces(site, up, rack_subnets),
+                                    sessions=tuple(sessions)))
+    return tuple(out), spine_up
 
 
 def _etcd_cluster(site: Site, name: str, vms: list[PlanVM]) -> EtcdCluster:

@@ -328,6 +328,9 @@ class FrrConfig:
             entry.match_prefix_lists.append(words[4])
         elif words[:2] == ["set", "local-preference"] and len(words) == 3:
             entry.local_pref = int(words[2])
+        elif words in (["set", "community", "none"], ["set", "large-community", "none"],
+                       ["set", "ip", "next-hop", "peer-address"]) or (words[:2] == ["set", "metric"] and len(words) == 3):
+            pass  # attribute hygiene: changes what is accepted, never whether
         else:
             raise PolicyParseError(f"unsupported route-map statement {line!r}")
 

@@ -8,9 +8,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from ipaddress import IPv4Address, IPv4Network
 
+from .egress_rules import egress_problems
 from .etcd_rules import etcd_problems
 from .load import expanded_nodes
 from .model import HOSTNAME_RE, Site
+from .plan import RACK_LABEL, ZONE_LABEL
 
 Loc = tuple[str | int, ...]
 Finding = tuple[Loc, str]
@@ -20,7 +22,8 @@ RESERVED_GROUPS = frozenset({"all", "ungrouped", "nodes", "tors", "spines", "con
 
 def site_problems(site: Site) -> list[Finding]:
     problems: list[Finding] = []
-    for rule in (_names, _addresses, _references, _prefixes, _asns, _etcd_timing, etcd_problems):
+    for rule in (_names, _addresses, _references, _prefixes, _asns, _etcd_timing, etcd_problems, egress_problems,
+                 _owned_labels):
         problems.extend(rule(site))
     return problems
 
@@ -30,6 +33,8 @@ def _hosts(site: Site) -> Iterator[tuple[str, str, Loc]]:
     for d, dc in enumerate(site.dcs):
         for s, spine in enumerate(dc.spines):
             yield "spine", spine.name, ("dcs", d, "spines", s, "name")
+        for u, up in enumerate(dc.upstreams):
+            yield "upstream", up.name, ("dcs", d, "upstreams", u, "name")
         for r, rack in enumerate(dc.racks):
             rl: Loc = ("dcs", d, "racks", r)
             yield "tor", rack.tor.name, (*rl, "tor", "name")
@@ -82,6 +87,8 @@ def _addresses(site: Site) -> Iterator[Finding]:
     for d, dc in enumerate(site.dcs):
         for s, spine in enumerate(dc.spines):
             yield from claim(spine.router_id, ("dcs", d, "spines", s, "router_id"), "router id")
+        for u, up in enumerate(dc.upstreams):
+            yield from claim(up.router_id, ("dcs", d, "upstreams", u, "router_id"), "router id")
         for r, rack in enumerate(dc.racks):
             rl: Loc = ("dcs", d, "racks", r)
             tor_addr = rack.tor_address()
@@ -189,6 +196,19 @@ def _asns(site: Site) -> Iterator[Finding]:
                 yield loc, f"ASN {rack.asn} is already used at {_fmt(seen[rack.asn])} (one AS per rack)"
             else:
                 seen[rack.asn] = loc
+
+
+def _owned_labels(site: Site) -> Iterator[Finding]:
+    """provisioner writes a Node's zone and rack labels itself; a site label may repeat them, not contradict."""
+    for d, dc in enumerate(site.dcs):
+        for r, rack in enumerate(dc.racks):
+            for node, nl in expanded_nodes(rack):
+                for key, want in ((ZONE_LABEL, dc.name), (RACK_LABEL, rack.name)):
+                    got = node.labels.get(key)
+                    if got is not None and got != want:
+                        yield (("dcs", d, "racks", r, *nl, "labels", key),
+                               f"label {key}={got!r} contradicts {node.hostname}'s place ({want!r}); provisioner "
+                               "sets this label from the site, so remove it or make it match")
 
 
 def _etcd_timing(site: Site) -> Iterator[Finding]:

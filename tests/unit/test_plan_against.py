@@ -45,7 +45,11 @@ def test_add_rack_against_directory(site_copy):
     for cluster in sem["etcd"].values():
         assert not (cluster["added"] or cluster["removed"] or cluster["changed"] or cluster["settings_changed"])
     assert sem["touched"]["racks"] == {"dc2-r13": "added"}
-    assert sem["touched"]["spines"] == {"dc2-spine1": "changed", "dc2-spine2": "changed"}
+    # dc2's spines peer with the new ToR; every spine sends its upstreams the site's rack subnets (egress must
+    # survive a DC's upstreams failing), so the new rack's subnet reaches every spine's UPSTREAM-OUT as well.
+    assert sem["touched"]["spines"] == {s: "changed" for s in
+                                        ("dc1-spine1", "dc1-spine2", "dc2-spine1", "dc2-spine2", "dc3-spine1",
+                                         "dc3-spine2")}
     assert "tors/dc2-r13-tor/frr.conf" in sem["files"]["added"] or any(
         p.startswith("nodes/dc2-r13-n01/") for p in sem["files"]["added"])
     assert not any(p.startswith("nodes/dc1-") for p in sem["files"]["changed"])  # stability

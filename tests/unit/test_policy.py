@@ -123,8 +123,38 @@ def test_tor_uplinks_announce_the_rack_and_nothing_foreign(lab):
                 assert cfg.evaluate(spine, "out", p).accepted, (tor.name, p)
             for p in foreign | {DEFAULT}:
                 assert not cfg.evaluate(spine, "out", p).accepted, (tor.name, p)
-            assert not cfg.evaluate(spine, "in", DEFAULT).accepted
+            assert cfg.evaluate(spine, "in", DEFAULT).accepted  # egress: the default comes from the spines
             assert cfg.evaluate(spine, "in", next(iter(foreign))).accepted
+
+
+def test_spines_take_from_each_tor_only_its_racks_prefixes(lab):
+    plan, artifacts = lab
+    for spine in plan.spines:
+        cfg = FrrConfig.parse(artifacts[f"spines/{spine.name}/frr.conf"])
+        for s in spine.downlinks:
+            tor = plan.tor_by_name[s.a.host]
+            mine = set(tor.announces_up)
+            foreign = {n.pod_cidr for n in plan.nodes if n.tor != tor.name}
+            for p in mine:
+                assert cfg.evaluate(str(s.a.address), "in", p).accepted, (spine.name, tor.name, p)
+            for p in foreign | {DEFAULT}:
+                assert not cfg.evaluate(str(s.a.address), "in", p).accepted, (spine.name, tor.name, p)
+
+
+def test_spines_take_only_the_default_from_upstreams_and_send_them_the_site(lab):
+    plan, artifacts = lab
+    assert plan.upstreams, "the lab site has upstreams"
+    for spine in plan.spines:
+        cfg = FrrConfig.parse(artifacts[f"spines/{spine.name}/frr.conf"])
+        for s in spine.uplinks:
+            up = str(s.b.address)
+            assert cfg.evaluate(up, "in", DEFAULT).accepted
+            for p in (*plan.pod_pools, *plan.anycast, plan.nodes[0].pod_cidr, "198.18.0.0/15"):
+                assert not cfg.evaluate(up, "in", p).accepted, (spine.name, p)  # never override the site
+            for p in spine.upstream_out:
+                assert cfg.evaluate(up, "out", p).accepted, (spine.name, p)
+            for p in (plan.nodes[0].pod_cidr, DEFAULT, s.subnet):
+                assert not cfg.evaluate(up, "out", p).accepted, (spine.name, p)  # aggregates only
 
 
 def test_spines_depreference_anycast_from_other_dcs(lab):
@@ -136,6 +166,7 @@ def test_spines_depreference_anycast_from_other_dcs(lab):
             for a in plan.anycast:
                 assert cfg.evaluate(peer, "in", a).local_pref == 50
             assert cfg.evaluate(peer, "in", f"{plan.api_address}/32").local_pref == 50
+            assert cfg.evaluate(peer, "in", DEFAULT).local_pref == 50  # egress prefers the DC's own upstreams
             pod = cfg.evaluate(peer, "in", plan.nodes[0].pod_cidr)
             assert pod.accepted and pod.local_pref is None
         for s in spine.downlinks:
