@@ -13,6 +13,7 @@ from ipaddress import IPv4Address, IPv4Network, collapse_addresses
 from typing import Literal
 
 from .etcd_timing import Timing, derive
+from .health import HEALTH, HealthPolicy
 from .ipam import AllocationChange, Allocations, link_id
 from .load import expanded_nodes, gc_paused
 from .model import BGP, Hardware, Site, Upstream
@@ -260,6 +261,14 @@ class Plan:
     @property
     def pod_pools(self) -> tuple[IPv4Network, ...]:
         return tuple(p.cidr for p in self.site.address_plan.pod_pools)
+
+    @property
+    def api_prefix(self) -> IPv4Network:
+        return IPv4Network(self.api_address)
+
+    @property
+    def health(self) -> HealthPolicy:
+        return HEALTH
 
     @cached_property
     def tor_by_name(self) -> dict[str, PlanTor]:

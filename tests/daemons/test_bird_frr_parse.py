@@ -7,13 +7,15 @@ really rejected, so a parser that accepts anything cannot make this tier pass.
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import EXAMPLE, LAB, require_binary
+from provisioner.health import HEALTH
+from tests.conftest import EXAMPLE, LAB, require_binary, require_root
 from tests.helpers import run_cli
 
 WORKERS = 2
@@ -55,12 +57,34 @@ def parse_all(command: list[str], files: list[Path]) -> list[str]:
         return [msg for msg in pool.map(one, files) if msg]
 
 
+# Each BIRD config includes its health set at the absolute path anycast-healthchecker rewrites; every parse
+# runs in a private mount namespace with a tmpfs on that directory holding the file rendered beside the config.
+BIRD_PARSE = r"""
+set -u
+mount -t tmpfs provisioner-test "$(dirname "$INCLUDE")" || exit 90
+for f in "$@"; do
+  cp "$(dirname "$f")/anycast-prefixes.conf" "$INCLUDE" 2>/dev/null || : > "$INCLUDE"
+  out=$("$BIRD" -p -c "$f" 2>&1) || printf '%s: %s\n' "$f" "$out"
+done
+"""
+
+
+def bird_parse(files: list[Path]) -> list[str]:
+    """``bird -p -c`` of every file (with its include in place); one message per rejected file."""
+    bird = require_binary("bird")
+    require_root()
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "BIRD": bird, "INCLUDE": HEALTH.bird_include}
+    p = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", BIRD_PARSE, "sh",
+                        *map(str, files)], capture_output=True, text=True, timeout=600, env=env)
+    assert p.returncode == 0, f"could not set up the include directory: {p.stderr}"
+    return [line for line in p.stdout.splitlines() if line.strip()]
+
+
 @pytest.mark.parametrize("inventory", sorted(EXPECTED))
 def test_every_bird_config_parses(rendered, inventory):
-    bird = require_binary("bird")
     files = bird_files(rendered[inventory])
     assert len(files) == EXPECTED[inventory][0]
-    failures = parse_all([bird, "-p", "-c"], files)
+    failures = bird_parse(files)
     assert not failures, f"{len(failures)} of {len(files)} BIRD configs rejected:\n" + "\n".join(failures[:10])
 
 
@@ -74,7 +98,7 @@ def test_every_frr_config_parses(rendered, inventory):
 
 
 BIRD_BREAKAGES = [
-    ("undefined-set", "if net ~ ANNOUNCE then accept;", "if net ~ ANNOUNCES then accept;"),
+    ("undefined-symbol", "return net = POD || healthy_anycast();", "return net = PODS || healthy_anycast();"),
     ("missing-semicolon", "  direct;\n", "  direct\n"),
     ("bad-option", "  merge paths on;\n", "  merge pathz on;\n"),
 ]
@@ -82,12 +106,23 @@ BIRD_BREAKAGES = [
 
 @pytest.mark.parametrize(("old", "new"), [b[1:] for b in BIRD_BREAKAGES], ids=[b[0] for b in BIRD_BREAKAGES])
 def test_bird_rejects_a_broken_config(rendered, tmp_path, old, new):
-    bird = require_binary("bird")
-    good = (rendered["lab"] / "nodes" / "dc1-r1-n1" / "bird.conf").read_text()
+    node = rendered["lab"] / "nodes" / "dc1-r1-n1"
+    good = (node / "bird.conf").read_text()
     assert old in good
     broken = tmp_path / "bird.conf"
     broken.write_text(good.replace(old, new, 1))
-    assert parse_all([bird, "-p", "-c"], [broken]), "bird accepted a broken config"
+    shutil.copy(node / "anycast-prefixes.conf", tmp_path / "anycast-prefixes.conf")
+    assert not bird_parse([node / "bird.conf"]), "the unbroken config must parse in the same setting"
+    assert bird_parse([broken]), "bird accepted a broken config"
+
+
+def test_bird_rejects_a_config_whose_health_set_is_missing(rendered, tmp_path):
+    """The include is real: without the health set file BIRD refuses the node config."""
+    node = rendered["lab"] / "nodes" / "dc1-r1-n1"
+    lonely = tmp_path / "bird.conf"
+    shutil.copy(node / "bird.conf", lonely)
+    (tmp_path / "anycast-prefixes.conf").write_text("# empty: no define\n")
+    assert bird_parse([lonely]), "bird accepted a config whose ACAST_PS_ADVERTISE is undefined"
 
 
 FRR_BREAKAGES = [
