@@ -11,15 +11,16 @@ import json
 from collections.abc import Callable, Iterable
 from functools import cache
 from ipaddress import IPv4Address, IPv4Network
-from pathlib import Path
 from typing import Any
 
 import jinja2
 
+from .errors import InputError
 from .load import gc_paused
+from .paths import templates_dir
 from .plan import Plan
 
-TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+TEMPLATES = templates_dir()
 Artifacts = dict[str, str]
 Scope = Callable[[Plan], Iterable[tuple[str, dict[str, Any]]]]
 
@@ -84,8 +85,9 @@ def render(plan: Plan) -> Artifacts:
     out: Artifacts = {}
     for scope, objects in SCOPES.items():
         names = template_names(scope)
-        if not names:
-            continue
+        if not names:  # a broken install or checkout: never write (and swap in) an empty tree
+            raise InputError(f"no templates for scope {scope!r} in {TEMPLATES / scope}: "
+                             "provisioner is not installed with its templates")
         templates = [(env.get_template(n), n[len(scope) + 1: -len(".j2")]) for n in names]
         for directory, context in objects(plan):
             for template, relative in templates:
