@@ -163,7 +163,7 @@ def secrets_from_environment(names: list[str]) -> Iterator[tuple[str | None, lis
 def redact(directory: Path, values: list[str]) -> list[str]:
     """Replace any secret value found in files under ``directory``; returns the files that held one."""
     needles = [v.encode() for v in values if len(v) >= 4]
-    hits = []
+    hits: list[str] = []
     if not needles or not directory.exists():
         return hits
     for dirpath, _dirs, files in os.walk(directory):

@@ -72,7 +72,7 @@ def test_render_refuses_when_no_templates_at_all(tmp_path: Path, monkeypatch):
     monkeypatch.setattr(render_mod, "TEMPLATES", tmp_path / "nothing")
     render_mod.environment.cache_clear()
     try:
-        code, stdout, stderr = run_cli("render", str(_lab_copy(tmp_path)), "--out", str(tmp_path / "out"))
+        code, _, stderr = run_cli("render", str(_lab_copy(tmp_path)), "--out", str(tmp_path / "out"))
     finally:
         render_mod.environment.cache_clear()
     assert code == 2 and "no templates for scope 'site'" in stderr
