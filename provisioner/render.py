@@ -7,14 +7,13 @@ every node is adding a template; no code changes.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable
 from functools import cache
-from ipaddress import IPv4Address, IPv4Network
 from typing import Any
 
 import jinja2
 
+from . import jsonenc
 from .errors import InputError
 from .load import gc_paused
 from .paths import templates_dir
@@ -37,23 +36,6 @@ SCOPES: dict[str, Scope] = {
 }
 
 
-def _to_json(value: Any) -> str:
-    """JSON (and so YAML) literal of a value: the only way free text enters a structured file."""
-    return _ENCODER.encode(value)
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, IPv4Address | IPv4Network):
-        return str(value)
-    if isinstance(value, tuple | set | frozenset):
-        return list(value)
-    raise TypeError(f"cannot serialise {type(value).__name__}")
-
-
-# What json.dumps(value, default=_json_default, sort_keys=False) builds on every call, built once.
-_ENCODER = json.JSONEncoder(default=_json_default, sort_keys=False)
-
-
 @cache
 def environment() -> jinja2.Environment:
     env = jinja2.Environment(
@@ -68,7 +50,7 @@ def environment() -> jinja2.Environment:
         # the compiled code; output is identical with or without it.
         bytecode_cache=jinja2.FileSystemBytecodeCache(),
     )
-    env.filters["json"] = _to_json
+    env.filters["json"] = jsonenc.literal
     return env
 
 
