@@ -31,7 +31,7 @@ def diff_trees(old: dict[str, str], new: dict[str, str]) -> TreeDiff:
 
 
 def unified(old: dict[str, str], new: dict[str, str], paths: tuple[str, ...]) -> str:
-    chunks = []
+    chunks: list[str] = []
     for path in paths:
         a = old.get(path, "").splitlines(keepends=True)
         b = new.get(path, "").splitlines(keepends=True)

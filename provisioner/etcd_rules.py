@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from .model import Site
+from .util import Loc
 
-Loc = tuple[str | int, ...]
 ROLES = (("etcd", "main etcd"), ("etcd_events", "events etcd"))
 
 

@@ -7,19 +7,19 @@ every node is adding a template; no code changes.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable
 from functools import cache
-from ipaddress import IPv4Address, IPv4Network
-from pathlib import Path
 from typing import Any
 
 import jinja2
 
+from . import jsonenc
+from .errors import InputError
 from .load import gc_paused
+from .paths import templates_dir
 from .plan import Plan
 
-TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+TEMPLATES = templates_dir()
 Artifacts = dict[str, str]
 Scope = Callable[[Plan], Iterable[tuple[str, dict[str, Any]]]]
 
@@ -36,23 +36,6 @@ SCOPES: dict[str, Scope] = {
 }
 
 
-def _to_json(value: Any) -> str:
-    """JSON (and so YAML) literal of a value: the only way free text enters a structured file."""
-    return _ENCODER.encode(value)
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, IPv4Address | IPv4Network):
-        return str(value)
-    if isinstance(value, tuple | set | frozenset):
-        return list(value)
-    raise TypeError(f"cannot serialise {type(value).__name__}")
-
-
-# What json.dumps(value, default=_json_default, sort_keys=False) builds on every call, built once.
-_ENCODER = json.JSONEncoder(default=_json_default, sort_keys=False)
-
-
 @cache
 def environment() -> jinja2.Environment:
     env = jinja2.Environment(
@@ -67,7 +50,7 @@ def environment() -> jinja2.Environment:
         # the compiled code; output is identical with or without it.
         bytecode_cache=jinja2.FileSystemBytecodeCache(),
     )
-    env.filters["json"] = _to_json
+    env.filters["json"] = jsonenc.literal
     return env
 
 
@@ -84,8 +67,9 @@ def render(plan: Plan) -> Artifacts:
     out: Artifacts = {}
     for scope, objects in SCOPES.items():
         names = template_names(scope)
-        if not names:
-            continue
+        if not names:  # a broken install or checkout: never write (and swap in) an empty tree
+            raise InputError(f"no templates for scope {scope!r} in {TEMPLATES / scope}: "
+                             "provisioner is not installed with its templates")
         templates = [(env.get_template(n), n[len(scope) + 1: -len(".j2")]) for n in names]
         for directory, context in objects(plan):
             for template, relative in templates:

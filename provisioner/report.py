@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from collections.abc import Sequence
-from ipaddress import IPv4Address, IPv4Network
 from typing import Any
 
 import click
+
+from . import jsonenc
 
 FORMATS = ("text", "json", "markdown")
 
@@ -19,16 +19,7 @@ format_option = click.option(
 )
 
 
-def to_json(data: Any) -> str:
-    return json.dumps(data, indent=2, sort_keys=True, default=_default) + "\n"
-
-
-def _default(value: Any) -> Any:
-    if isinstance(value, IPv4Address | IPv4Network):
-        return str(value)
-    if isinstance(value, tuple | set | frozenset):
-        return sorted(value) if isinstance(value, set | frozenset) else list(value)
-    raise TypeError(f"cannot serialise {type(value).__name__}")
+to_json = jsonenc.document
 
 
 def md_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:

@@ -175,10 +175,10 @@ def expectations(plan: Plan) -> dict[str, Expect]:
     vm_hw = {vm.name: vm.hardware for role in ("control_plane", "etcd", "etcd_events")
              for vm in getattr(plan.site.vms, role)}
     for v in plan.vms:
-        hw = plan.site.hardware.get(vm_hw.get(v.name) or "")
+        vhw = plan.site.hardware.get(vm_hw.get(v.name) or "")
         binaries = ("bird", "birdc") if v.role == "control_plane" else ("etcd", "etcdctl")
-        out[v.name] = Expect(v.role, hw.cpu_vendor if hw else None, hw.cores if hw else None,
-                             hw.memory_gib if hw else None, (f"{v.address}/{v.prefixlen}",), binaries)
+        out[v.name] = Expect(v.role, vhw.cpu_vendor if vhw else None, vhw.cores if vhw else None,
+                             vhw.memory_gib if vhw else None, (f"{v.address}/{v.prefixlen}",), binaries)
     for t in plan.tors:
         underlay = [f"{t.address}/{t.subnet.prefixlen}"]
         underlay += [f"{s.a.address}/{s.subnet.prefixlen}" for s in t.uplinks]

@@ -8,13 +8,16 @@ line per finished host to stderr, so stdout stays the report. rich is imported o
 from __future__ import annotations
 
 import sys
-import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from ..report import text_table
 from .rollout import Batch, BatchOutcome
+
+if TYPE_CHECKING:
+    from rich.progress import Progress as RichProgress
+    from rich.progress import TaskID
 
 # tasks per host of each play, for the per-host bars (a host that finishes early jumps to 100 %)
 TASKS_PER_HOST = {"switches": 8, "etcd": 8, "canary": 9, "racks": 9}
@@ -24,18 +27,16 @@ class Progress:
     def __init__(self, live: bool, stream=None):
         self.stream = stream or sys.stderr
         self.live = live
-        self._rich = None
-        self._host_tasks: dict[str, Any] = {}
-        self._batch_task = None
+        self._rich: RichProgress | None = None
+        self._host_tasks: dict[str, TaskID] = {}
+        self._batch_task: TaskID | None = None
         self._done: set[str] = set()
         self._counts: dict[str, int] = {}
-        self._started = 0.0
 
     # -- batch lifecycle -----------------------------------------------------------------------------
     def start_batch(self, index: int, total: int, batch: Batch) -> None:
         self._done = set()
         self._counts = {h: 0 for h in batch.hosts}
-        self._started = time.monotonic()
         title = f"[{index + 1}/{total}] {batch.name}: {len(batch.hosts)} hosts"
         if not self.live:
             click.echo(title, file=self.stream)
@@ -44,12 +45,13 @@ class Progress:
         from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
         from rich.progress import Progress as RichProgress
 
-        self._rich = RichProgress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                  TimeElapsedColumn(), console=Console(file=self.stream), transient=False)
-        self._rich.start()
-        self._batch_task = self._rich.add_task(f"[bold]{title}", total=len(batch.hosts))
+        rich = RichProgress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                            TimeElapsedColumn(), console=Console(file=self.stream), transient=False)
+        self._rich = rich
+        rich.start()
+        self._batch_task = rich.add_task(f"[bold]{title}", total=len(batch.hosts))
         per_host = TASKS_PER_HOST.get(batch.kind, 8)
-        self._host_tasks = {h: self._rich.add_task(f"  {h}", total=per_host) for h in batch.hosts}
+        self._host_tasks = {h: rich.add_task(f"  {h}", total=per_host) for h in batch.hosts}
 
     def end_batch(self, outcome: BatchOutcome) -> None:
         if self._rich is not None:
@@ -57,7 +59,8 @@ class Progress:
                 stats = outcome.hosts.get(h, {})
                 mark = "failed" if stats.get("failed") else "unreachable" if stats.get("unreachable") else "done"
                 self._rich.update(tid, completed=self._rich.tasks[tid].total, description=f"  {h}  {mark}")
-            self._rich.update(self._batch_task, completed=len(self._host_tasks))
+            if self._batch_task is not None:
+                self._rich.update(self._batch_task, completed=len(self._host_tasks))
             self._rich.stop()
             self._rich = None
         else:

@@ -33,12 +33,12 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
+from ..paths import ansible_cfg, playbooks_dir
 from ..write import read_tree, write_file_atomic
 from .rollout import Batch, BatchOutcome
 
-PROJECT = Path(__file__).resolve().parent.parent.parent
-PLAYBOOKS = PROJECT / "playbooks"
-ANSIBLE_CFG = PROJECT / "ansible.cfg"
+PLAYBOOKS = playbooks_dir()
+ANSIBLE_CFG = ansible_cfg()
 PLACEHOLDER = re.compile(r"@secret:([A-Za-z_][A-Za-z0-9_]{0,63})@")
 REDACTED = "********"
 
@@ -163,7 +163,7 @@ def secrets_from_environment(names: list[str]) -> Iterator[tuple[str | None, lis
 def redact(directory: Path, values: list[str]) -> list[str]:
     """Replace any secret value found in files under ``directory``; returns the files that held one."""
     needles = [v.encode() for v in values if len(v) >= 4]
-    hits = []
+    hits: list[str] = []
     if not needles or not directory.exists():
         return hits
     for dirpath, _dirs, files in os.walk(directory):

@@ -10,6 +10,8 @@ from typing import Any
 import click
 
 from ..errors import InputError
+from ..paths import runs_root as project_runs
+from ..paths import secrets_dir
 from ..pipeline import Compiled, compile_site
 from ..render import render as render_plan
 from ..report import text_table
@@ -49,10 +51,6 @@ def _options(fn):
     return fn
 
 
-def project_root(compiled: Compiled) -> Path:
-    return default_out(compiled.source).parent.parent
-
-
 def compile_current(site: Path) -> Compiled:
     compiled = compile_site(site)
     if compiled.plan.change.lock_changes:
@@ -85,15 +83,14 @@ def _run(compiled: Compiled, tree: dict[str, str], *, mode: str, source: dict[st
     from ..apply.progress import Progress
 
     confirm = _confirm_factory(yes, check, fmt)
-    root = project_root(compiled)
     plan = compiled.plan
-    runs_root = (runs_dir or root / "runs") / plan.name
+    runs_root = (runs_dir or project_runs(compiled.source.directory)) / plan.name
     live = fmt == "text" and sys.stderr.isatty()
     req = Request(
         plan=plan, tree=tree, runs_root=runs_root, mode=mode, source=source, inventories=list(inventories),
         check=check, canary=canary, batch=batch, limit=limit, accept_new_host_keys=accept_new_host_keys,
         secrets_file=secrets_file, vault_password_file=vault_password_file,
-        pki_dir=pki_dir or root / "secrets" / plan.name, gate_timeout=gate_timeout, confirm=confirm,
+        pki_dir=pki_dir or secrets_dir(compiled.source.directory), gate_timeout=gate_timeout, confirm=confirm,
         progress=Progress(live=live),
     )
     if fmt == "text":
@@ -190,7 +187,7 @@ def rollback(site: Path, target: str, **kw: Any) -> int:
     from ..apply.rollback import tree_from_git, tree_from_run
 
     compiled = compile_site(site)
-    runs_root = (kw["runs_dir"] or project_root(compiled) / "runs") / compiled.plan.name
+    runs_root = (kw["runs_dir"] or project_runs(compiled.source.directory)) / compiled.plan.name
     tree = tree_from_run(runs_root, target)
     if tree is not None:
         source = {"kind": "run", "run_id": target}

@@ -13,6 +13,7 @@ from ..errors import InputError
 from ..ipam import dump_lock, read_lock
 from ..ipam import release as release_node
 from ..load import SiteSource, load_site, locate
+from ..paths import rendered_dir
 from ..pipeline import Compiled, compile_site
 from ..render import render as render_plan
 from ..report import details, format_option, md_table, text_table, to_json
@@ -25,9 +26,7 @@ out_option = click.option("--out", type=click.Path(path_type=Path), default=None
 
 def default_out(source: SiteSource) -> Path:
     """``inventories/<site>`` renders into ``rendered/<site>`` of the same project."""
-    directory = source.directory.resolve()
-    root = directory.parent.parent if directory.parent.name == "inventories" else Path.cwd()
-    return root / "rendered" / directory.name
+    return rendered_dir(source.directory)
 
 
 def summary_line(compiled: Compiled) -> str:

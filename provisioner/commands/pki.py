@@ -7,14 +7,13 @@ from pathlib import Path
 import click
 
 from ..load import SiteSource
+from ..paths import secrets_dir
 from ..pipeline import compile_site
 
 
 def default_secrets(source: SiteSource) -> Path:
     """``inventories/<site>`` keeps its secrets in ``secrets/<site>`` of the same project (git-ignored)."""
-    directory = source.directory.resolve()
-    root = directory.parent.parent if directory.parent.name == "inventories" else Path.cwd()
-    return root / "secrets" / directory.name
+    return secrets_dir(source.directory)
 
 
 @click.command()

@@ -13,7 +13,6 @@ from typing import Any
 from .hosts import host_exec
 from .netns import comm, kill_pids, netns_pids
 
-SERVICES = ("frr", "bird", "etcd", "etcd-events")
 # process names (comm) of each service, for `lab fail` and `lab down`
 PROCESSES = {"frr": ("zebra", "bgpd", "bfdd", "staticd", "watchfrr"), "bird": ("bird",), "etcd": ("etcd",),
              "etcd-events": ("etcd",)}

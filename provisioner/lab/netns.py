@@ -17,17 +17,22 @@ class LabError(RuntimeError):
 
 
 def run(argv: Sequence[str], *, check: bool = True, timeout: float = 60, input: str | None = None,
-        env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+        env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     try:
         proc = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout, input=input,
                               env=env, stdin=None if input is not None else subprocess.DEVNULL)
     except subprocess.TimeoutExpired as exc:
         if check:
             raise LabError(f"timed out after {timeout}s: {' '.join(argv)}") from None
-        return subprocess.CompletedProcess(list(argv), 124, exc.stdout or "", (exc.stderr or "") + "timeout")
+        # TimeoutExpired carries bytes even with text=True: decode, or this path raises TypeError.
+        return subprocess.CompletedProcess(list(argv), 124, _text(exc.stdout), _text(exc.stderr) + "timeout")
     if check and proc.returncode != 0:
         raise LabError(f"failed ({proc.returncode}): {' '.join(argv)}\n{proc.stderr.strip()}")
     return proc
+
+
+def _text(data: bytes | str | None) -> str:
+    return data.decode(errors="replace") if isinstance(data, bytes) else data or ""
 
 
 def ip_batch(lines: Iterable[str], *, netns: str | None = None) -> None:

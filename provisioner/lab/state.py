@@ -15,14 +15,9 @@ from typing import Any
 
 import yaml
 
+from ..paths import lab_root
 from .netns import LabError
 from .topology import DEFAULT_PREFIX, lab_prefix
-
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-
-
-def project_root() -> Path:
-    return PROJECT_ROOT if (PROJECT_ROOT / "pyproject.toml").exists() else Path.cwd()
 
 
 def site_name(site: str | Path) -> str:
@@ -43,7 +38,7 @@ def state_dir(site: str | Path, prefix: str | None = None) -> Path:
     prefix = lab_prefix(prefix)
     name = site_name(site)
     suffix = "" if prefix == DEFAULT_PREFIX else f"-{prefix}"
-    return project_root() / ".lab" / f"{name}{suffix}"
+    return lab_root(site) / f"{name}{suffix}"
 
 
 def host_dir(site: str | Path, host: str, prefix: str | None = None) -> Path:

@@ -176,7 +176,7 @@ def up(site: str | Path, *, bare: bool = False, prefix: str | None = None,
     compiled = compile_site(site)
     plan = compiled.plan
     topo = derive(plan, prefix)
-    sdir = st.state_dir(plan.name, topo.prefix)
+    sdir = st.state_dir(site, topo.prefix)  # the site path: its project root holds .lab/
     leftovers = [n for n in netns_list() if n.startswith(f"{topo.prefix}-")]
     if leftovers or (sdir / "state.json").exists():
         raise LabError(f"a lab with prefix {topo.prefix} is already up ({len(leftovers)} namespaces, state in {sdir});"
