@@ -25,7 +25,8 @@ from .topology import MGMT_IF, RACK_BRIDGE, LabHost, Topology
 
 # Real paths replaced inside every lab host by a directory of its own (under hosts/<host>/root/).
 MOUNTS = ("/etc/bird", "/run/bird", "/etc/frr", "/var/run/frr", "/etc/etcd", "/etc/etcd-events", "/var/lib/etcd",
-          "/var/lib/etcd-events", "/etc/cni/net.d", "/etc/kubernetes", "/etc/provisioner")
+          "/var/lib/etcd-events", "/etc/cni/net.d", "/var/lib/cni", "/etc/kubernetes", "/etc/provisioner",
+          "/etc/anycast-healthchecker", "/var/lib/anycast-healthchecker")
 FAKE_PROC = ("cpuinfo", "meminfo")
 SSHD = "/usr/sbin/sshd"
 
@@ -76,9 +77,6 @@ def setup_script(topo: Topology, host: LabHost, hdir: Path) -> str:
     ip += [f"addr add {a} dev lo" for a in host.loopback]
     for b in host.bridges:
         ip += [f"link add {b.ifname} type bridge", f"addr add {b.address} dev {b.ifname}", f"link set {b.ifname} up"]
-    if host.pod_veth:
-        ip += ["link add pod0 type veth peer name pod0p", "link set pod0p master br0", "link set pod0p up",
-               "link set pod0 up"]
     for link in topo.links_of(host.name):
         for end in (link.a, link.b):
             if end.host != host.name:

@@ -27,8 +27,16 @@ MGMT_IF = "mgmt0"
 RACK_BRIDGE = "br-rack"
 POD_BRIDGE = "br0"
 
-HostKind = Literal["spine", "tor", "node", "vm"]
-LinkKind = Literal["node-tor", "vm-tor", "tor-spine", "spine-spine"]
+HostKind = Literal["spine", "tor", "node", "vm", "upstream"]
+LinkKind = Literal["node-tor", "vm-tor", "tor-spine", "spine-spine", "spine-upstream"]
+
+# Rendered files every BGP-speaking server (node, control-plane VM) gets, and where they go on the host.
+SERVER_CONFIGS = (
+    ("bird.conf", "/etc/bird/bird.conf"),
+    ("anycast-prefixes.conf", "/etc/bird/anycast-prefixes.conf"),
+    ("anycast-healthchecker.conf", "/etc/anycast-healthchecker/anycast-healthchecker.conf"),
+    ("anycast-healthchecker.d/services.conf", "/etc/anycast-healthchecker/anycast-healthchecker.d/services.conf"),
+)
 
 # A switch has no hardware profile in the model; pre-flight never checks switches' CPUs, but every lab host
 # gets fake /proc files, so switches get this.
@@ -92,20 +100,20 @@ class Route:
 class LabHost:
     name: str
     kind: HostKind
-    role: str  # spine, tor, node, control_plane, etcd, etcd_events
+    role: str  # spine, tor, node, control_plane, etcd, etcd_events, upstream
     dc: str
     rack: str | None
     ns: str
     mgmt: IPv4Interface  # address of mgmt0 inside the host
     mgmt_peer: str  # the veth end in the root namespace, on the management bridge
-    bridges: tuple[Address, ...] = ()  # bridges with an address (ToR rack bridge, node pod bridge)
-    loopback: tuple[IPv4Interface, ...] = ()  # /32s on lo: router id, anycast, API address
+    bridges: tuple[Address, ...] = ()  # bridges with an address (the ToR's rack bridge; br0 comes from CNI)
+    loopback: tuple[IPv4Interface, ...] = ()  # /32s on lo: router id, API address, an upstream's probe
     routes: tuple[Route, ...] = ()  # static routes (VM default gateway)
     forwarding: bool = False
-    daemons: tuple[str, ...] = ()  # service names: frr, bird, etcd, etcd-events
+    daemons: tuple[str, ...] = ()  # service names (lab/daemons.py), in start order
     configs: tuple[tuple[str, str], ...] = ()  # (rendered relative path, absolute path on the host)
     hardware: tuple[tuple[str, object], ...] = ()
-    pod_veth: bool = False  # a node: a veth pair with one end in br0, so br0 has carrier like with pods
+    anycast: tuple[IPv4Interface, ...] = ()  # service addresses the host's stand-in service proxy holds
 
     @property
     def hw(self) -> dict:
@@ -209,18 +217,17 @@ def derive(plan: Plan, prefix: str | None = None) -> Topology:
         anycast = tuple(IPv4Interface(f"{next(a.hosts())}/32") for a in plan.anycast)
         hosts.append(LabHost(
             name=node.hostname, kind="node", role="node", dc=node.dc, rack=node.rack, ns=f"{prefix}-{node.hostname}",
-            mgmt=addr, mgmt_peer=peer,
-            bridges=(Address(POD_BRIDGE, IPv4Interface(f"{node.gateway}/{node.pod_cidr.prefixlen}")),),
-            loopback=anycast, daemons=("bird",),
-            configs=((f"nodes/{node.hostname}/bird.conf", "/etc/bird/bird.conf"),),
-            hardware=hw(node.hardware), pod_veth=True,
+            mgmt=addr, mgmt_peer=peer, daemons=("proxy", "bird", "health"), anycast=anycast,
+            configs=tuple((f"nodes/{node.hostname}/{rel}", target) for rel, target in SERVER_CONFIGS)
+            + ((f"nodes/{node.hostname}/cni.conflist", "/etc/cni/net.d/10-pods.conflist"),),
+            hardware=hw(node.hardware),
         ))
         links.append(rack_link("node-tor", node.hostname, node.address, node.prefixlen, node.tor, node.session.id))
     for vm in plan.vms:
         addr, peer = mgmt()
         if vm.role == "control_plane":
-            daemons, loop = ("bird",), (IPv4Interface(f"{plan.api_address}/32"),)
-            configs = ((f"control-plane/{vm.name}/bird.conf", "/etc/bird/bird.conf"),)
+            daemons, loop = ("apiserver", "bird", "health"), (IPv4Interface(f"{plan.api_address}/32"),)
+            configs = tuple((f"control-plane/{vm.name}/{rel}", target) for rel, target in SERVER_CONFIGS)
         else:
             cluster = "etcd" if vm.role == "etcd" else "etcd-events"
             daemons, loop = (cluster,), ()
@@ -233,16 +240,23 @@ def derive(plan: Plan, prefix: str | None = None) -> Topology:
         ))
         links.append(rack_link("vm-tor", vm.name, vm.address, vm.prefixlen, vm.tor,
                                vm.session.id if vm.session else None))
+    for up in plan.upstreams:
+        addr, peer = mgmt()
+        hosts.append(LabHost(
+            name=up.name, kind="upstream", role="upstream", dc=up.dc, rack=None, ns=f"{prefix}-{up.name}",
+            mgmt=addr, mgmt_peer=peer, loopback=(IPv4Interface(f"{up.router_id}/32"),), forwarding=True,
+            daemons=("frr",), configs=(), hardware=switch_hw,
+        ))
     peer_ports: dict[str, int] = {}
     for s in plan.sessions:
-        if s.kind != "spine-spine":
+        if s.kind not in ("spine-spine", "spine-upstream"):
             continue
         ends = []
         for end in (s.a, s.b):
             peer_ports[end.host] = peer_ports.get(end.host, 0) + 1
             ends.append(LinkEnd(end.host, f"peer{peer_ports[end.host]}",
                                 IPv4Interface(f"{end.address}/{s.subnet.prefixlen}")))
-        links.append(Link("spine-spine", ends[0], ends[1], s.id))
+        links.append(Link(s.kind, ends[0], ends[1], s.id))
 
     topo = Topology(prefix=prefix, site=plan.name, mgmt_bridge=f"{prefix}-mgmt", mgmt_gateway=gateway,
                     hosts=tuple(hosts), links=tuple(links), by_name={h.name: h for h in hosts})
@@ -270,7 +284,7 @@ def validate(topo: Topology) -> None:
     names: dict[str, set[str]] = {}
     root_names = [topo.mgmt_bridge, *(h.mgmt_peer for h in topo.hosts)]
     for h in topo.hosts:
-        names[h.name] = {MGMT_IF, "lo", *(b.ifname for b in h.bridges)} | ({"pod0", "pod0p"} if h.pod_veth else set())
+        names[h.name] = {MGMT_IF, "lo", *(b.ifname for b in h.bridges)} | ({POD_BRIDGE} if h.kind == "node" else set())
     for link in topo.links:
         for end in (link.a, link.b):
             if end.ifname in names[end.host]:
