@@ -17,6 +17,10 @@ MAX_COMMENT = 60_000  # GitHub's limit is 65 536 characters; keep room for the w
 SEVERITY_MARK = {"error": "ERROR", "warning": "WARN"}
 
 
+def _count(n: int, word: str, plural: str | None = None) -> str:
+    return f"{n:,} {word if n == 1 else (plural or word + 's')}"
+
+
 def finding_status(f: Finding) -> str:
     return "WAIVED" if f.waived else SEVERITY_MARK[f.severity]
 
@@ -39,9 +43,40 @@ def findings_text(findings: Sequence[Finding]) -> str:
     return "\n".join(lines)
 
 
-def check_text(site: str, findings: Sequence[Finding]) -> str:
+def pending_phrase(pending: dict[str, Any]) -> str:
+    """'pending: 20 pod prefixes, ...' or '' when render would change nothing in the lock file."""
+    parts = [(len(pending.get("pod_cidrs", {})), "pod prefix", "pod prefixes"),
+             (len(pending.get("node_addresses", {})), "node address", "node addresses"),
+             (len(pending.get("fabric_links", {})), "fabric link", "fabric links")]
+    words = [_count(n, one, many) for n, one, many in parts if n]
+    freed = len(pending.get("fabric_links_freed", []))
+    if freed:
+        words.append(f"{_count(freed, 'fabric link')} to free")
+    if not words:
+        return ""
+    return ("pending: " + ", ".join(words) + " allocated in memory; `provisioner render` writes them to "
+            "allocations.yaml (commit it with the change)")
+
+
+def pending_rows(pending: dict[str, Any]) -> list[tuple[str, str, str]]:
+    addresses = pending.get("node_addresses", {})
+    rows = [(h, c, addresses.get(h, "")) for h, c in pending.get("pod_cidrs", {}).items()]
+    rows += [(h, "", a) for h, a in addresses.items() if h not in pending.get("pod_cidrs", {})]
+    rows += [(k, n, "fabric link") for k, n in pending.get("fabric_links", {}).items()]
+    rows += [(k, "", "fabric link to free") for k in pending.get("fabric_links_freed", [])]
+    return rows
+
+
+def check_text(site: str, findings: Sequence[Finding], pending: dict[str, Any] | None = None) -> str:
     head = f"check {site}: {summary_phrase(findings)}"
     body = findings_text(findings)
+    phrase = pending_phrase(pending or {})
+    if phrase:
+        rows = pending_rows(pending or {})
+        shown = [f"  {a}  {b}  {c}".rstrip() for a, b, c in rows[:20]]
+        if len(rows) > 20:
+            shown.append(f"  … and {len(rows) - 20} more (--format json lists all)")
+        body = "\n".join(filter(None, [body, phrase, *shown]))
     return head + "\n" + (body + "\n" if body else "")
 
 
@@ -66,16 +101,22 @@ def findings_markdown(findings: Sequence[Finding], limit: int = 200) -> str:
     return out
 
 
-def check_markdown(site: str, findings: Sequence[Finding]) -> str:
+def check_markdown(site: str, findings: Sequence[Finding], pending: dict[str, Any] | None = None) -> str:
     s = summary(findings)
     verdict = ":x: **check failed**" if s["errors"] else ":white_check_mark: **check passed**"
-    return (f"### provisioner check: `{site}`\n\n{verdict}: {summary_phrase(findings)}\n\n"
-            f"{findings_markdown(findings)}\n")
+    out = (f"### provisioner check: `{site}`\n\n{verdict}: {summary_phrase(findings)}\n\n"
+           f"{findings_markdown(findings)}\n")
+    phrase = pending_phrase(pending or {})
+    if phrase:
+        table = md_table(("node or link", "pod prefix / link", "address"), pending_rows(pending or {})[:200])
+        out += "\n" + details(phrase.replace("`", ""), table) + "\n"
+    return out
 
 
-def check_json(site: str, findings: Sequence[Finding], options: dict[str, Any]) -> dict[str, Any]:
+def check_json(site: str, findings: Sequence[Finding], options: dict[str, Any],
+               pending: dict[str, Any] | None = None) -> dict[str, Any]:
     return {"site": site, "options": options, "summary": summary(findings),
-            "findings": [f.as_dict() for f in findings]}
+            "findings": [f.as_dict() for f in findings], "pending": pending or {}}
 
 
 def checks_table_markdown() -> str:
@@ -93,10 +134,6 @@ def mermaid_id(prefix: str, name: str) -> str:
 
 # --- plan --against ---------------------------------------------------------------------------
 
-
-
-def _count(n: int, word: str, plural: str | None = None) -> str:
-    return f"{n} {word if n == 1 else (plural or word + 's')}"
 
 
 def _names(items: Iterable[str], limit: int = 8) -> str:

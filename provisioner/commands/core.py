@@ -163,7 +163,7 @@ def plan_against(site: Path, ref: str, fmt: str, show_diff: bool) -> tuple[str, 
     from ..semantic import base_site, semantic_diff
     from .check import check_site
 
-    compiled, options, findings = check_site(site, {})
+    compiled, options, findings = check_site(site, {}, locked=True)
     new_files = render_plan(compiled.plan)
     with base_site(site, ref) as (base_dir, described):
         try:
