@@ -147,7 +147,8 @@ def _names(items: Iterable[str], limit: int = 8) -> str:
 def semantic_lines(sem: dict[str, Any]) -> list[str]:
     """The semantic summary as plain lines (text output and the top of the markdown)."""
     n, r, v, s = sem["nodes"], sem["racks"], sem["vms"], sem["sessions"]
-    lines = [
+    lines = [p["line"] for p in sem.get("parameters", [])]
+    lines += [
         f"nodes: {len(n['added'])} added{_names(n['added'], 4)}, {len(n['removed'])} removed"
         f"{_names(n['removed'], 4)}, {len(n['changed'])} changed{_names(n['changed'], 4)}",
         f"racks: {len(r['added'])} added{_names(r['added'])}, {len(r['removed'])} removed{_names(r['removed'])}, "
