@@ -14,49 +14,33 @@ Definitions (also in docs/capacity.md):
 
 * **usable pod addresses** of a node prefix: all addresses minus network, broadcast and the ``br0``
   gateway (the ``.254`` of a /24): a /24 gives 253; per-node pod capacity is ``min(usable, max_pods)``.
-* **iBGP sessions per ToR**: one per node and per control-plane VM in the rack; the ToR's eBGP uplinks
-  (one per spine of its DC) are added for the session limit.
-* **routes per ToR / spine** (RIB entries, every ECMP path of an anycast prefix counted once):
-  pod node prefixes of every rack whose ToR does not aggregate (``aggregate_pods``), the pool aggregates
-  when any rack aggregates, every rack subnet of the site, the ECMP paths of each anycast range and of
-  the API /32, and the device's connected fabric /31s. Loopbacks/router ids are not redistributed.
-* **ECMP width** of an anycast range: on a ToR, the nodes of its rack (or its uplinks when the rack has
-  none); on a spine, the ToRs of its DC that have announcers (or the remote spines when the DC has none).
-  The number of announcers in the DC is reported beside it; the limit applies to the per-device widths.
+* **fabric limits** (iBGP sessions per ToR, prefixes per ToR and spine, ECMP width) and **pool headroom**
+  are measured by :mod:`provisioner.limits` on the Plan of the what-if site and judged by the very LIM and
+  CAP checks ``provisioner check`` runs, with the same defaults, ``check.yaml`` and waivers: capacity and
+  check cannot disagree. An error means "does not fit"; a warning (CAP001) "fits with warnings".
 """
 
 from __future__ import annotations
 
 import statistics
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import date
 from ipaddress import IPv4Address, IPv4Network
 from typing import Any
 
+from .check import CheckOptions, Finding, Waiver, apply_waivers, check_capacity, check_limits, sort_key
 from .errors import InputError
-from .ipam import Allocations, _PoolState, allocate, taken_addresses
+from .ipam import AllocationChange, Allocations, _PoolState, allocate, taken_addresses
+from .limits import Limits, spine_usage, tor_usage, worst
 from .load import dotted
 from .model import ASN_MAX, NodeGroup, Rack, Site, Tor
-
-# Defaults of the fabric limits: conservative figures for current merchant-silicon data-centre switches
-# (Broadcom Trident3/Tomahawk-class ToRs, Trident4/Jericho-class spines, running FRR).
-DEFAULT_MAX_SESSIONS_PER_TOR = 256  # BGP neighbours a ToR control plane keeps with fast timers and BFD
-DEFAULT_MAX_ROUTES_PER_TOR = 32_768  # IPv4 LPM entries of a ToR in a balanced forwarding profile
-DEFAULT_MAX_ROUTES_PER_SPINE = 131_072  # IPv4 LPM entries of a spine
-DEFAULT_MAX_ECMP = 128  # next hops in one ECMP group
+from .plan import Plan, build_plan
 
 POOL_PROBLEM_FIELD = "address_plan.pod_pools"
 SYNTHETIC_RACK = "{dc}-new{k:02d}"
 SYNTHETIC_NODE = "{rack}-n{{index:02d}}"
-
-
-@dataclass(frozen=True)
-class Limits:
-    sessions_per_tor: int = DEFAULT_MAX_SESSIONS_PER_TOR
-    routes_per_tor: int = DEFAULT_MAX_ROUTES_PER_TOR
-    routes_per_spine: int = DEFAULT_MAX_ROUTES_PER_SPINE
-    ecmp: int = DEFAULT_MAX_ECMP
 
 
 @dataclass(frozen=True)
@@ -242,13 +226,15 @@ class Outcome:
     pod_cidrs: dict[str, IPv4Network]
     exhausted: dict[str, Any] | None  # pool that runs out first and the shortfall
     problems: list[str]  # other reasons the allocation fails (rack subnet full, fabric pool)
+    allocations: Allocations | None = None  # when the allocation succeeded: what a render would lock
+    change: AllocationChange | None = None
 
 
 def run_allocation(site: Site, lock: Allocations, lock_file: str) -> Outcome:
     """The real allocator in memory; on pool exhaustion, replay its first-fit to explain the shortfall."""
     try:
-        allocs, _change = allocate(site, lock, lock_file)
-        return Outcome(allocs.pod_cidrs, None, [])
+        allocs, change = allocate(site, lock, lock_file)
+        return Outcome(allocs.pod_cidrs, None, [], allocs, change)
     except InputError as exc:
         pools = [p for p in exc.problems if p.field == POOL_PROBLEM_FIELD]
         fatal = [p for p in exc.problems if p.field != POOL_PROBLEM_FIELD
@@ -307,22 +293,21 @@ def replay_pods(site: Site, lock: Allocations) -> tuple[dict[str, IPv4Network], 
 # --- the report ------------------------------------------------------------------------------------
 
 
+VERDICTS = ("fits", "fits with warnings", "does not fit")
+LIMIT_CHECKS = ("CAP", "LIM")  # the check families capacity runs on the what-if site
+
+
 def capacity_report(site: Site, lock: Allocations, whatif: WhatIf | None = None, limits: Limits | None = None,
-                    lock_file: str = "allocations.yaml") -> dict[str, Any]:
-    """The whole capacity report as plain data. ``fits`` is false with ``reasons`` when anything fails."""
+                    lock_file: str = "allocations.yaml", waivers: Sequence[Waiver] = ()) -> dict[str, Any]:
+    """The whole capacity report as plain data.
+
+    ``verdict`` is "fits", "fits with warnings" (CAP/LIM warnings, listed in ``warnings``) or "does not fit"
+    (``reasons`` first: pool exhaustion, demand, quorum, and every LIM/CAP error of the what-if site, found
+    by the same checks ``provisioner check`` runs, with the same limits and waivers).
+    """
     whatif = whatif or WhatIf()
     limits = limits or Limits()
-    dc_names = [dc.name for dc in site.dcs]
-    for dc in [*whatif.add_racks, *([whatif.lose_dc] if whatif.lose_dc else [])]:
-        if dc not in dc_names:
-            raise InputError(f"unknown data centre {dc!r} (the site has {', '.join(dc_names)})")
-    if whatif.nodes_per_rack is not None and whatif.nodes_per_rack < 1:
-        raise InputError("--nodes-per-rack must be at least 1")
-    if whatif.nodes_per_rack is not None and whatif.nodes_per_rack > 512:
-        raise InputError("--nodes-per-rack must be at most 512 (the limit of a node group)")
-    for dc, n in whatif.add_racks.items():
-        if n < 1:
-            raise InputError(f"--add-racks {dc}={n}: the number of racks must be at least 1")
+    _validate_whatif(site, whatif)
 
     synthetic = extend_site(site, whatif.add_racks, whatif.nodes_per_rack)
     scenario = synthetic.site
@@ -337,9 +322,13 @@ def capacity_report(site: Site, lock: Allocations, whatif: WhatIf | None = None,
     pools = pool_section(scenario, lock, outcome.pod_cidrs, {n.hostname for _, _, n in live})
     pods = pod_section(scenario, live, outcome.pod_cidrs, whatif.lose_dc)
     compute = compute_section(scenario, live, whatif.lose_dc)
-    fabric = fabric_section(scenario, live, limits)
     control = control_plane_section(scenario, whatif.lose_dc)
     racks = rack_section(scenario, lock, live)
+    plan = None
+    if outcome.allocations is not None and outcome.change is not None and not conflicts:
+        plan = build_plan(scenario, outcome.allocations, outcome.change)
+    fabric = fabric_section(plan, limits)
+    findings = limit_findings(plan, limits, waivers)
 
     reasons: list[str] = []
     if outcome.exhausted:
@@ -368,12 +357,18 @@ def capacity_report(site: Site, lock: Allocations, whatif: WhatIf | None = None,
                                f"{'quorum' if cluster['quorum'] > 1 else 'a member'} "
                                f"({cluster['remaining'][whatif.lose_dc]} of {cluster['members']} left, "
                                f"{cluster['quorum']} needed)")
-    reasons += [c["message"] for c in fabric["checks"] if not c["ok"]]
+    live_findings = [f for f in findings if not f.waived]
+    reasons += [f"{f.id} {f.message}" for f in live_findings if f.severity == "error"]
+    warnings = [f"{f.id} {f.message}" for f in live_findings if f.severity == "warning"]
+    verdict = VERDICTS[2] if reasons else (VERDICTS[1] if warnings else VERDICTS[0])
 
     return {
         "site": site.site,
+        "verdict": verdict,
         "fits": not reasons,
         "reasons": reasons,
+        "warnings": warnings,
+        "findings": [f.as_dict() for f in findings],
         "whatif": {
             "add_racks": dict(whatif.add_racks),
             "nodes_per_rack": whatif.nodes_per_rack,
@@ -381,8 +376,7 @@ def capacity_report(site: Site, lock: Allocations, whatif: WhatIf | None = None,
             "synthetic_racks": synthetic.racks,
             "nodes_added": sum(r["nodes"] for r in synthetic.racks),
         },
-        "limits": {"max_sessions_per_tor": limits.sessions_per_tor, "max_routes_per_tor": limits.routes_per_tor,
-                   "max_routes_per_spine": limits.routes_per_spine, "max_ecmp": limits.ecmp},
+        "limits": limits.as_dict(),
         "pools": pools,
         "pods": pods,
         "compute": compute,
@@ -390,6 +384,70 @@ def capacity_report(site: Site, lock: Allocations, whatif: WhatIf | None = None,
         "control_plane": control,
         "racks": racks,
     }
+
+
+def _validate_whatif(site: Site, whatif: WhatIf) -> None:
+    dc_names = [dc.name for dc in site.dcs]
+    for dc in [*whatif.add_racks, *([whatif.lose_dc] if whatif.lose_dc else [])]:
+        if dc not in dc_names:
+            raise InputError(f"unknown data centre {dc!r} (the site has {', '.join(dc_names)})")
+    if whatif.nodes_per_rack is not None and whatif.nodes_per_rack < 1:
+        raise InputError("--nodes-per-rack must be at least 1")
+    if whatif.nodes_per_rack is not None and whatif.nodes_per_rack > 512:
+        raise InputError("--nodes-per-rack must be at most 512 (the limit of a node group)")
+    for dc, n in whatif.add_racks.items():
+        if n < 1:
+            raise InputError(f"--add-racks {dc}={n}: the number of racks must be at least 1")
+
+
+def limit_findings(plan: Plan | None, limits: Limits, waivers: Sequence[Waiver] = ()) -> list[Finding]:
+    """The LIM and CAP findings of ``provisioner check`` on this Plan, with the site's waivers applied."""
+    if plan is None:
+        return []
+    opts = CheckOptions(**limits.as_dict())
+    found = [f for f in [*check_capacity(plan, opts), *check_limits(plan, opts)] if f.id.startswith(LIMIT_CHECKS)]
+    relevant = [w for w in waivers if w.id.startswith(LIMIT_CHECKS)]
+    waived = apply_waivers(found, relevant, date.today())
+    return sorted((f for f in waived if not f.id.startswith("WVR")), key=sort_key)
+
+
+def max_racks(site: Site, lock: Allocations, dc: str, whatif: WhatIf, limits: Limits, lock_file: str,
+              waivers: Sequence[Waiver] = ()) -> tuple[int, dict[str, Any], dict[str, Any] | None]:
+    """How many racks (of ``whatif.nodes_per_rack`` or the DC's median) still fit in ``dc``.
+
+    Adding racks only ever uses more (prefixes, sessions, ECMP paths), so the answer is found by binary
+    search over real what-if runs. Returns (racks, report with that many added, report with one more).
+    """
+    _validate_whatif(site, whatif)
+    if dc not in [d.name for d in site.dcs]:
+        raise InputError(f"--max-racks: unknown data centre {dc!r} (the site has "
+                         f"{', '.join(d.name for d in site.dcs)})")
+    nodes = whatif.nodes_per_rack or default_nodes_per_rack(site, dc)
+    free = sum(1 << (p.node_prefix_len - p.cidr.prefixlen) for p in site.address_plan.pod_pools
+               if not p.dcs or dc in p.dcs)
+    cache: dict[int, dict[str, Any]] = {}
+
+    def run(k: int) -> dict[str, Any]:
+        if k not in cache:
+            add = dict(whatif.add_racks)
+            if k:
+                add[dc] = add.get(dc, 0) + k
+            cache[k] = capacity_report(site, lock, WhatIf(add, whatif.nodes_per_rack, whatif.lose_dc), limits,
+                                       lock_file, waivers)
+        return cache[k]
+
+    if not run(0)["fits"]:
+        return 0, run(0), None
+    lo, hi = 0, min(free // max(nodes, 1) + 1, 4096)  # lo fits; hi: more racks than the pools can hold
+    while run(hi)["fits"] and hi < 4096:
+        lo, hi = hi, min(hi * 2, 4096)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if run(mid)["fits"]:
+            lo = mid
+        else:
+            hi = mid
+    return lo, run(lo), run(lo + 1)
 
 
 def pool_section(site: Site, lock: Allocations, pod_cidrs: dict[str, IPv4Network],
@@ -510,76 +568,34 @@ def compute_section(site: Site, live: list, lose_dc: str | None) -> dict[str, An
     return out
 
 
-def fabric_section(site: Site, live: list, limits: Limits) -> dict[str, Any]:
-    """Sessions, routes and ECMP widths per ToR and spine (see the module docstring for definitions)."""
-    ap = site.address_plan
-    nodes_in: Counter[str] = Counter(rack.name for _dc, rack, _n in live)
-    cp_in: Counter[str] = Counter(vm.rack for vm in site.vms.control_plane)
-    any_agg = any(r.aggregate_pods for dc in site.dcs for r in dc.racks)
-    aggregates = len(ap.pod_pools) if any_agg else 0
-    racks_total = sum(len(dc.racks) for dc in site.dcs)
-    non_agg_pods = sum(nodes_in[r.name] for dc in site.dcs for r in dc.racks if not r.aggregate_pods)
-    anycast = len(ap.anycast)
-    spines_of = {dc.name: len(dc.spines) for dc in site.dcs}
-    nodes_of = {dc.name: sum(nodes_in[r.name] for r in dc.racks) for dc in site.dcs}
-    cp_of = {dc.name: sum(cp_in[r.name] for r in dc.racks) for dc in site.dcs}
-    total_spines = sum(spines_of.values())
-
-    def spine_paths(dc_name: str, per_rack: Counter[str], per_dc: dict[str, int]) -> int:
-        dc = next(d for d in site.dcs if d.name == dc_name)
-        local = sum(1 for r in dc.racks if per_rack[r.name] > 0)
-        if local:
-            return local
-        return sum(spines_of[d] for d in spines_of if d != dc_name and per_dc[d] > 0)
-
-    tors = []
-    for dc in site.dcs:
-        spines = spines_of[dc.name]
-        for r in dc.racks:
-            n, cp = nodes_in[r.name], cp_in[r.name]
-            anycast_paths = n if n else spines
-            pods = n + non_agg_pods - (0 if r.aggregate_pods else n) + aggregates
-            routes = pods + racks_total + anycast * anycast_paths + (cp if cp else spines) + spines
-            tors.append({"tor": r.tor.name, "dc": dc.name, "rack": r.name, "ibgp_sessions": n + cp,
-                         "ebgp_sessions": spines, "sessions": n + cp + spines, "pod_routes": pods,
-                         "routes": routes, "ecmp": anycast_paths})
-    spine_rows = []
-    for dc in site.dcs:
-        paths = spine_paths(dc.name, nodes_in, nodes_of)
-        api_paths = spine_paths(dc.name, cp_in, cp_of)
-        downlinks = len(dc.racks)
-        peers = total_spines - spines_of[dc.name]
-        routes = non_agg_pods + aggregates + racks_total + anycast * paths + api_paths + downlinks + peers
-        for s in dc.spines:
-            spine_rows.append({"spine": s.name, "dc": dc.name, "sessions": downlinks + peers, "routes": routes,
-                               "ecmp": paths})
+def fabric_section(plan: Plan | None, limits: Limits) -> dict[str, Any]:
+    """Sessions, prefixes and ECMP widths per ToR and spine, measured as ``check`` measures them
+    (provisioner/limits.py), with the worst value of each limit. Empty when the what-if cannot be planned."""
+    if plan is None:
+        return {"tors": [], "spines": [], "ecmp": [], "checks": [], "max": {}}
+    tors = tor_usage(plan)
+    spines = spine_usage(plan, tors)
+    announcers: Counter[tuple[str, str]] = Counter()
+    for n in plan.nodes:
+        for p in n.session.a_announces:
+            announcers[(n.dc, str(p))] += 1
     ecmp = []
-    for dc in site.dcs:
-        tor_w = max((t["ecmp"] for t in tors if t["dc"] == dc.name), default=0)
-        spine_w = spine_paths(dc.name, nodes_in, nodes_of)
-        for net in ap.anycast:
-            ecmp.append({"anycast": str(net), "dc": dc.name, "announcers": nodes_of[dc.name],
+    for dc in plan.dcs:
+        for net in plan.anycast:
+            rng = str(net)
+            tor_w = max((t["ecmp"].get(rng, 0) for t in tors if t["dc"] == dc), default=0)
+            spine_w = max((s["ecmp"].get(rng, 0) for s in spines if s["dc"] == dc), default=0)
+            ecmp.append({"anycast": rng, "dc": dc, "announcers": announcers[(dc, rng)],
                          "tor_width": tor_w, "spine_width": spine_w, "width": max(tor_w, spine_w)})
-
-    def check(what: str, rows: list[dict], key: str, name: str, limit: int, flag: str) -> dict[str, Any]:
-        worst = max(rows, key=lambda r: r[key], default=None)
-        value = worst[key] if worst else 0
-        where = worst[name] if worst else "-"
-        ok = value <= limit
-        msg = f"{what}: {value} at {where} (limit {limit})" if ok else \
-            f"{what} exceeds the limit: {value} at {where} > {limit} ({flag})"
-        return {"what": what, "value": value, "at": where, "limit": limit, "ok": ok, "message": msg}
-
-    checks = [
-        check("BGP sessions per ToR", tors, "sessions", "tor", limits.sessions_per_tor, "--max-sessions-per-tor"),
-        check("routes per ToR", tors, "routes", "tor", limits.routes_per_tor, "--max-routes-per-tor"),
-        check("routes per spine", spine_rows, "routes", "spine", limits.routes_per_spine, "--max-routes-per-spine"),
-        check("ECMP width", [{**e, "at": f"{e['anycast']} in {e['dc']}"} for e in ecmp], "width", "at",
-              limits.ecmp, "--max-ecmp"),
-    ]
-    return {"tors": tors, "spines": spine_rows, "ecmp": ecmp, "checks": checks,
-            "max": {"sessions_per_tor": checks[0]["value"], "routes_per_tor": checks[1]["value"],
-                    "routes_per_spine": checks[2]["value"], "ecmp": checks[3]["value"]}}
+    checks = []
+    for row in worst(plan, limits):
+        ok = row["ok"]
+        row["message"] = (f"{row['what']}: {row['value']} at {row['at']} (limit {row['limit']})" if ok else
+                          f"{row['what']} exceeds the limit: {row['value']} at {row['at']} > {row['limit']} "
+                          f"({row['check']}, {row['flag']})")
+        checks.append(row)
+    return {"tors": tors, "spines": spines, "ecmp": ecmp, "checks": checks,
+            "max": {c["limit_key"]: c["value"] for c in checks}}
 
 
 def control_plane_section(site: Site, lose_dc: str | None) -> dict[str, Any]:

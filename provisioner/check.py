@@ -25,6 +25,7 @@ from typing import Literal
 
 from .errors import InputError, Problem
 from .etcd_timing import ELECTION_MAX_MS
+from .limits import Limits, load_limits, pool_headroom, spine_usage, tor_usage
 from .load import parse_yaml, read_input
 from .plan import Plan, Session
 
@@ -47,20 +48,16 @@ class Finding:
 
 
 @dataclass(frozen=True)
-class CheckOptions:
-    """Limits of the policy checks. Defaults are documented in docs/check.md and ``--help``."""
+class CheckOptions(Limits):
+    """The shared limits (provisioner/limits.py) plus the date waivers expire against."""
 
-    anycast_min_announcers: int = 2  # per anycast range and DC
-    min_free_per_pool: int | None = None  # None: the node count of the largest rack drawing from the pool
-    max_sessions_per_tor: int = 48  # iBGP sessions (nodes + VMs) on one ToR
-    max_routes_per_tor: int = 16384  # prefixes one ToR is expected to hold
-    ecmp_max_width: int = 64  # maximum-paths of the switches
     today: date | None = None  # for waiver expiry; None: the current date
+    # False: allocations render would add are reported as pending (check before render);
+    # True (--locked, CI and plan --against): a lock file that lacks them is LCK002.
+    locked: bool = False
 
-    def as_dict(self) -> dict:
-        return {"anycast_min_announcers": self.anycast_min_announcers, "min_free_per_pool": self.min_free_per_pool,
-                "max_sessions_per_tor": self.max_sessions_per_tor, "max_routes_per_tor": self.max_routes_per_tor,
-                "ecmp_max_width": self.ecmp_max_width}
+    def as_dict(self) -> dict[str, int | None]:
+        return {**super().as_dict(), "locked": self.locked}
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +94,7 @@ CHECKS: dict[str, CheckInfo] = {c.id: c for c in (
     CheckInfo("LIM002", "error", "ToR limits", "more expected routes on a ToR than the limit"),
     CheckInfo("LIM003", "error", "ToR limits", "ECMP width below the number of anycast announcers"),
     CheckInfo("LIM004", "error", "ToR limits", "a client announces more prefixes than the ToR's max-prefix"),
+    CheckInfo("LIM005", "error", "spine limits", "more expected routes on a spine than the limit"),
     CheckInfo("LCK001", "warning", "lock file", "orphaned allocation: in the lock, not in site.yaml"),
     CheckInfo("LCK002", "error", "lock file", "the lock file lacks allocations (or has stale links) for site.yaml"),
     CheckInfo("LCK003", "error", "lock file", "the Plan uses an address or pod prefix the lock does not record"),
@@ -481,81 +479,82 @@ def check_etcd(plan: Plan, _opts: CheckOptions) -> Iterator[Finding]:
 
 
 def check_capacity(plan: Plan, opts: CheckOptions) -> Iterator[Finding]:
-    rack_sizes: dict[str, Counter] = defaultdict(Counter)
-    for n in plan.nodes:
-        rack_sizes[n.dc][n.rack] += 1
-    allocated = set(plan.allocations.pod_cidrs.values()) | {n.pod_cidr for n in plan.nodes}
-    for pool in plan.site.address_plan.pod_pools:
-        size = 1 << (pool.node_prefix_len - pool.cidr.prefixlen)
-        used = sum(1 for net in allocated if net.prefixlen == pool.node_prefix_len and net.subnet_of(pool.cidr))
-        free = size - used
-        threshold = opts.min_free_per_pool
-        basis = "--min-free-per-pool"
-        if threshold is None:
-            dcs = pool.dcs or plan.dcs
-            threshold = max([k for dc in dcs for k in rack_sizes[dc].values()] or [1])
-            basis = "the largest rack it serves"
-        if free < threshold:
-            yield _finding("CAP001", (pool.name,),
-                           f"pod pool {pool.name} ({pool.cidr}) has {free} free /{pool.node_prefix_len} of {size}; "
-                           f"below the headroom of {threshold} ({basis})",
+    for p in pool_headroom(plan, opts):
+        if p["free"] < p["threshold"]:
+            yield _finding("CAP001", (p["pool"],),
+                           f"pod pool {p['pool']} ({p['cidr']}) has {p['free']} free /{p['node_prefix_len']} of "
+                           f"{p['size']}; below the headroom of {p['threshold']} ({p['basis']})",
                            "add a pod pool before the next rack, or release orphaned nodes")
 
 
 def check_limits(plan: Plan, opts: CheckOptions) -> Iterator[Finding]:
-    everything: set[IPv4Network] = set()
-    for t in plan.tors:
-        everything.update(t.announces_up)
-    everything.update(plan.anycast)
-    everything.add(IPv4Network(plan.api_address))
+    tors = tor_usage(plan)
+    by_name = {t.name: t for t in plan.tors}
     limit_per_node = plan.bgp.tor_max_prefix_per_node
-    anycast = set(plan.anycast)
-    tors_with_announcers: dict[tuple[str, IPv4Network], int] = Counter()
-    for t in plan.tors:
-        if len(t.clients) > opts.max_sessions_per_tor:
-            yield _finding("LIM001", (t.name,),
-                           f"{t.name} has {len(t.clients)} iBGP sessions (limit {opts.max_sessions_per_tor})",
+    for row in tors:
+        name = row["tor"]
+        if row["sessions"] > opts.max_sessions_per_tor:
+            yield _finding("LIM001", (name,),
+                           f"{name} has {row['sessions']} iBGP sessions (limit {opts.max_sessions_per_tor})",
                            "split the rack or raise --max-sessions-per-tor to what the switch is qualified for")
-        own = {p for s in t.clients for p in s.a_announces}
-        routes = len(everything | own)
-        if routes > opts.max_routes_per_tor:
-            yield _finding("LIM002", (t.name,),
-                           f"{t.name} is expected to hold {routes} routes (limit {opts.max_routes_per_tor})",
+        if row["routes"] > opts.max_routes_per_tor:
+            yield _finding("LIM002", (name,),
+                           f"{name} is expected to hold {row['routes']} routes (limit {opts.max_routes_per_tor})",
                            "aggregate pod prefixes (aggregate_pods) or raise --max-routes-per-tor")
-        per_range = Counter(p for s in t.clients for p in set(s.a_announces) if p in anycast)
-        for rng, k in sorted(per_range.items()):
-            tors_with_announcers[(t.dc, rng)] += 1
+        for rng, k in row["ecmp"].items():
             if k > opts.ecmp_max_width:
-                yield _finding("LIM003", (t.name, str(rng)),
-                               f"{t.name} has {k} announcers of {rng} but ECMP width {opts.ecmp_max_width}: "
+                yield _finding("LIM003", (name, rng),
+                               f"{name} has {k} announcers of {rng} but ECMP width {opts.ecmp_max_width}: "
                                f"{k - opts.ecmp_max_width} of them get no traffic",
                                "raise maximum-paths (--ecmp-max-width) or announce from fewer nodes")
-        for s in t.clients:
+        for s in by_name[name].clients:
             k = len(set(s.a_announces))
             if k > limit_per_node:
-                yield _finding("LIM004", (t.name, s.a.host),
-                               f"{s.a.host} announces {k} prefixes to {t.name}, above its max-prefix of "
+                yield _finding("LIM004", (name, s.a.host),
+                               f"{s.a.host} announces {k} prefixes to {name}, above its max-prefix of "
                                f"{limit_per_node} (bgp.tor_max_prefix_per_node): the session will be torn down",
                                "raise bgp.tor_max_prefix_per_node above 1 + the number of anycast ranges")
-    for sp in plan.spines:
-        for rng in plan.anycast:
-            k = tors_with_announcers.get((sp.dc, rng), 0)
+    for row in spine_usage(plan, tors):
+        name = row["spine"]
+        for rng, k in row["ecmp"].items():
             if k > opts.ecmp_max_width:
-                yield _finding("LIM003", (sp.name, str(rng)),
-                               f"{sp.name} has {k} ToRs announcing {rng} but ECMP width {opts.ecmp_max_width}",
+                yield _finding("LIM003", (name, rng),
+                               f"{name} has {k} ToRs announcing {rng} but ECMP width {opts.ecmp_max_width}",
                                "raise maximum-paths (--ecmp-max-width)")
+        if row["routes"] > opts.max_routes_per_spine:
+            yield _finding("LIM005", (name,),
+                           f"{name} is expected to hold {row['routes']} routes (limit {opts.max_routes_per_spine})",
+                           "aggregate pod prefixes (aggregate_pods) or raise --max-routes-per-spine")
 
 
 # --- lock file ------------------------------------------------------------------------------
 
 
-def check_lock(plan: Plan, _opts: CheckOptions) -> Iterator[Finding]:
+def pending_allocations(plan: Plan) -> dict[str, dict[str, str] | list[str]]:
+    """What a render would add to (or free from) the lock file, allocated in memory like render does."""
+    ch, allocs = plan.change, plan.allocations
+    return {
+        "pod_cidrs": {h: str(allocs.pod_cidrs[h]) for h in ch.added_pods},
+        "node_addresses": {h: str(allocs.node_addresses[h]) for h in ch.added_addresses},
+        "fabric_links": {k: str(allocs.fabric_links[k]) for k in ch.added_links},
+        "fabric_links_freed": list(ch.freed_links),
+    }
+
+
+def check_lock(plan: Plan, opts: CheckOptions) -> Iterator[Finding]:
     ch = plan.change
     allocs = plan.allocations
     for host in ch.orphaned:
         yield _finding("LCK001", (host,),
                        f"{host} is in the lock file ({allocs.pod_cidrs.get(host)}) but not in site.yaml: "
                        "the /24 stays reserved", f"run `provisioner release <site> {host}` once it is gone for good")
+    if opts.locked:
+        yield from _lock_stale(plan)
+    yield from _lock_moved(plan)
+
+
+def _lock_stale(plan: Plan) -> Iterator[Finding]:
+    ch = plan.change
     missing = sorted(set(ch.added_pods) | set(ch.added_addresses))
     if missing:
         shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
@@ -567,6 +566,10 @@ def check_lock(plan: Plan, _opts: CheckOptions) -> Iterator[Finding]:
         yield _finding("LCK002", tuple(links),
                        f"the lock file's fabric links disagree with site.yaml: {len(ch.added_links)} to add, "
                        f"{len(ch.freed_links)} to free", "run `provisioner render` and commit allocations.yaml")
+
+
+def _lock_moved(plan: Plan) -> Iterator[Finding]:
+    allocs = plan.allocations
     for n in plan.nodes:
         locked = allocs.pod_cidrs.get(n.hostname)
         if locked is not None and locked != n.pod_cidr:
@@ -654,35 +657,12 @@ def summary(findings: Iterable[Finding]) -> dict[str, int]:
 
 # --- check.yaml and waivers.yaml ------------------------------------------------------------
 
-CHECK_FILE = "check.yaml"
 WAIVERS_FILE = "waivers.yaml"
-_OPTION_MIN = {"anycast_min_announcers": 0, "min_free_per_pool": 0, "max_sessions_per_tor": 1,
-               "max_routes_per_tor": 1, "ecmp_max_width": 1}
 
 
 def load_options(directory: Path, overrides: dict[str, int | None] | None = None) -> CheckOptions:
     """Defaults, then ``<site>/check.yaml`` (optional), then command-line overrides (not None)."""
-    values: dict[str, int | None] = {}
-    path = directory / CHECK_FILE
-    if path.is_file():
-        doc = parse_yaml(read_input(path), str(path))
-        data = doc.data
-        problems: list[Problem] = []
-        if not isinstance(data, dict):
-            raise InputError([Problem(str(path), 1, "", "check.yaml must be a mapping of limit: value")])
-        for key, value in data.items():
-            if key not in _OPTION_MIN:
-                problems.append(doc.problem((key,), f"unknown key {key!r} (known: {', '.join(_OPTION_MIN)})"))
-            elif not isinstance(value, int) or isinstance(value, bool) or value < _OPTION_MIN[key]:
-                problems.append(doc.problem((key,), f"must be an integer >= {_OPTION_MIN[key]}, got {value!r}"))
-            else:
-                values[key] = value
-        if problems:
-            raise InputError(problems)
-    for key, value in (overrides or {}).items():
-        if value is not None:
-            values[key] = value
-    return replace(CheckOptions(), **values)
+    return load_limits(directory, overrides, CheckOptions())
 
 
 _WAIVER_KEYS = {"id", "object", "reason", "expires", "reviewed_by"}

@@ -23,6 +23,7 @@ from typing import Any
 from .diff import diff_trees
 from .errors import InputError
 from .load import SITE_FILE, locate
+from .paramdiff import Touch, parameter_diff
 from .plan import Plan, Session
 
 
@@ -76,13 +77,28 @@ def session_key(s: Session) -> str:
     return f"{s.kind} {s.a.host}~{s.b.host}"
 
 
-def _session_fields(s: Session) -> dict[str, str]:
-    return {
+# Site-wide BGP parameters each kind of session is configured with (templates/): a timer change is a
+# change of every session that carries it, not only a change of files.
+SESSION_PARAMETERS: dict[str, tuple[str, ...]] = {
+    "node-tor": ("hold_time", "keepalive", "graceful_restart", "bfd", "node_import_limit", "tor_max_prefix_per_node"),
+    "vm-tor": ("hold_time", "keepalive", "graceful_restart", "bfd", "tor_max_prefix_per_node"),
+    "tor-spine": ("hold_time", "keepalive", "graceful_restart"),
+    "spine-spine": ("hold_time", "keepalive", "graceful_restart"),
+}
+
+
+def _session_fields(s: Session, bgp: Any = None) -> dict[str, str]:
+    out = {
         "a.address": str(s.a.address), "a.asn": str(s.a.asn), "a.router_id": str(s.a.router_id),
         "b.address": str(s.b.address), "b.asn": str(s.b.asn), "b.router_id": str(s.b.router_id),
         "subnet": str(s.subnet), "password_ref": str(s.password_ref),
         "a_announces": ", ".join(map(str, s.a_announces)),
     }
+    if bgp is not None:
+        for name in SESSION_PARAMETERS.get(s.kind, ()):
+            value = getattr(bgp, name)
+            out[f"bgp.{name}"] = str(value).lower() if isinstance(value, bool) else str(value)
+    return out
 
 
 def _node_view(plan: Plan) -> dict[str, dict[str, str]]:
@@ -152,9 +168,12 @@ def semantic_diff(base: Plan, new: Plan, base_files: dict[str, str], new_files: 
     sessions = {
         "added": sorted(new_s.keys() - old_s.keys()),
         "removed": sorted(old_s.keys() - new_s.keys()),
-        "changed": {k: _changes(_session_fields(old_s[k]), _session_fields(new_s[k]))
-                    for k in sorted(old_s.keys() & new_s.keys()) if old_s[k] != new_s[k]},
+        "changed": {},
     }
+    for k in sorted(old_s.keys() & new_s.keys()):
+        ch = _changes(_session_fields(old_s[k], base.bgp), _session_fields(new_s[k], new.bgp))
+        if ch:
+            sessions["changed"][k] = ch
     a_old, a_new = announcers(base), announcers(new)
     anycast = []
     for rng in sorted(a_old.keys() | a_new.keys()):
@@ -171,9 +190,11 @@ def semantic_diff(base: Plan, new: Plan, base_files: dict[str, str], new_files: 
         "pods": {"allocated": allocated, "released": released},
         "sessions": sessions, "anycast": anycast, "etcd": etcd, "files": files,
     }
+    data["parameters"] = parameter_diff(base.site, new.site, Touch(base, new, sessions, files))
     data["touched"] = touched(base, new, data)
     data["empty"] = not (any(nodes.values()) or any(racks.values()) or any(vms.values()) or any(spines.values())
                          or allocated or released or any(sessions.values()) or not tree.empty
+                         or bool(data["parameters"])
                          or any(e["added"] or e["removed"] or e["changed"] or e["settings_changed"]
                                 for e in etcd.values()))
     return data

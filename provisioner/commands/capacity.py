@@ -7,24 +7,14 @@ from typing import Any
 
 import click
 
-from ..capacity import (
-    DEFAULT_MAX_ECMP,
-    DEFAULT_MAX_ROUTES_PER_SPINE,
-    DEFAULT_MAX_ROUTES_PER_TOR,
-    DEFAULT_MAX_SESSIONS_PER_TOR,
-    Limits,
-    WhatIf,
-    capacity_report,
-    parse_add_racks,
-)
+from ..capacity import WhatIf, capacity_report, default_nodes_per_rack, max_racks, parse_add_racks
+from ..check import load_waivers
 from ..errors import InputError
 from ..ipam import read_lock
+from ..limits import Limits, load_limits
 from ..load import load_site
 from ..report import details, format_option, md_table, text_table, to_json
-
-
-def _limit(name: str, default: int, what: str):
-    return click.option(name, type=int, default=default, show_default=True, help=what)
+from .check import LIMIT_KEYS, with_limits
 
 
 @click.command()
@@ -36,31 +26,32 @@ def _limit(name: str, default: int, what: str):
               help="nodes in each added rack [default: the median of the DC's racks]")
 @click.option("--lose-dc", metavar="DC", default=None,
               help="what-if: DC is lost; does the rest carry the declared demand, and keep etcd quorum?")
-@_limit("--max-sessions-per-tor", DEFAULT_MAX_SESSIONS_PER_TOR, "BGP sessions a ToR may hold (iBGP + uplinks)")
-@_limit("--max-routes-per-tor", DEFAULT_MAX_ROUTES_PER_TOR, "IPv4 routes (RIB entries incl. ECMP paths) per ToR")
-@_limit("--max-routes-per-spine", DEFAULT_MAX_ROUTES_PER_SPINE, "IPv4 routes per spine")
-@_limit("--max-ecmp", DEFAULT_MAX_ECMP, "next hops in one ECMP group (per ToR and per spine)")
+@click.option("--max-racks", "max_racks_dc", metavar="DC", default=None,
+              help="how many more racks (of --nodes-per-rack nodes) fit in DC before something does not fit")
 @format_option
+@with_limits
 def capacity(site: Path, add_racks: str | None, nodes_per_rack: int | None, lose_dc: str | None,
-             max_sessions_per_tor: int, max_routes_per_tor: int, max_routes_per_spine: int, max_ecmp: int,
-             fmt: str) -> int:
+             max_racks_dc: str | None = None, fmt: str = "text", **limits: int | None) -> int:
     """Capacity of SITE and what-ifs: pod address space, pods, compute, fabric, etcd, rack space.
 
-    Changes nothing on disk. Exit 0 when everything asked fits, 1 when it does not (the reason comes first),
-    2 on bad input.
+    The what-if site is checked by the same LIM and CAP checks as `provisioner check`, with the same
+    limits (flags, else SITE/check.yaml, else the defaults) and waivers. Changes nothing on disk.
+    Exit 0 when it fits (with or without warnings), 1 when it does not (the reasons come first), 2 on bad input.
     """
-    for flag, value in (("--max-sessions-per-tor", max_sessions_per_tor), ("--max-routes-per-tor", max_routes_per_tor),
-                        ("--max-routes-per-spine", max_routes_per_spine), ("--max-ecmp", max_ecmp)):
-        if value < 1:
-            raise InputError(f"{flag} must be at least 1")
-    if nodes_per_rack is not None and add_racks is None:
-        raise InputError("--nodes-per-rack only applies with --add-racks")
+    if nodes_per_rack is not None and add_racks is None and max_racks_dc is None:
+        raise InputError("--nodes-per-rack only applies with --add-racks or --max-racks")
     whatif = WhatIf(add_racks=parse_add_racks(add_racks), nodes_per_rack=nodes_per_rack, lose_dc=lose_dc)
-    limits = Limits(sessions_per_tor=max_sessions_per_tor, routes_per_tor=max_routes_per_tor,
-                    routes_per_spine=max_routes_per_spine, ecmp=max_ecmp)
     parsed, source, _doc = load_site(site)
+    chosen: Limits = load_limits(source.directory, {k: limits.get(k) for k in LIMIT_KEYS})
+    waivers = load_waivers(source.directory)
     lock = read_lock(source)
-    data = capacity_report(parsed, lock, whatif, limits, str(source.lock_file))
+    if max_racks_dc is not None:
+        k, data, beyond = max_racks(parsed, lock, max_racks_dc, whatif, chosen, str(source.lock_file), waivers)
+        nodes = nodes_per_rack or default_nodes_per_rack(parsed, max_racks_dc)
+        data["max_racks"] = {"dc": max_racks_dc, "racks": k, "nodes_per_rack": nodes,
+                             "next_rack_fails_because": beyond["reasons"] if beyond else []}
+    else:
+        data = capacity_report(parsed, lock, whatif, chosen, str(source.lock_file), waivers)
     if fmt == "json":
         click.echo(to_json(data), nl=False)
     elif fmt == "markdown":
@@ -90,7 +81,19 @@ def scenario_line(data: dict[str, Any]) -> str:
 
 
 def verdict(data: dict[str, Any]) -> str:
-    return "FITS: everything asked fits" if data["fits"] else "DOES NOT FIT"
+    """FITS / FITS WITH WARNINGS / DOES NOT FIT, and for --max-racks the number that fits."""
+    head = data["verdict"].upper()
+    m = data.get("max_racks")
+    if m is not None:
+        head += f": {m['racks']} more racks of {m['nodes_per_rack']} nodes fit in {m['dc']}"
+    return head
+
+
+def max_racks_lines(data: dict[str, Any]) -> list[str]:
+    m = data.get("max_racks")
+    if not m or not m["next_rack_fails_because"]:
+        return []
+    return [f"rack {m['racks'] + 1} would not fit:"] + [f"  - {r}" for r in m["next_rack_fails_because"]]
 
 
 def synthetic_rows(data: dict[str, Any]) -> list[tuple]:
@@ -239,6 +242,8 @@ def _yes(value: bool | None) -> str:
 def capacity_text(data: dict[str, Any]) -> str:
     out = [verdict(data)]
     out += [f"  - {r}" for r in data["reasons"]]
+    out += [f"  - warning: {w}" for w in data["warnings"]]
+    out += max_racks_lines(data)
     out += ["", f"capacity of site {data['site']}: {scenario_line(data)}"]
     if data["whatif"]["synthetic_racks"]:
         out += ["", f"synthetic racks ({data['whatif']['nodes_added']} nodes; names, ASNs and subnets are the "
@@ -259,10 +264,15 @@ def capacity_text(data: dict[str, Any]) -> str:
 
 
 def capacity_markdown(data: dict[str, Any]) -> str:
-    mark = "✅" if data["fits"] else "❌"
+    mark = "❌" if not data["fits"] else ("⚠️" if data["warnings"] else "✅")
     out = [f"### {mark} provisioner capacity: `{data['site']}`: {verdict(data)}", ""]
     if data["reasons"]:
         out += [f"- **{r}**" for r in data["reasons"]] + [""]
+    if data["warnings"]:
+        out += [f"- warning: {w}" for w in data["warnings"]] + [""]
+    extra = max_racks_lines(data)
+    if extra:
+        out += [extra[0], "", *(line.strip() for line in extra[1:]), ""]
     out += [scenario_line(data), ""]
     if data["whatif"]["synthetic_racks"]:
         out += [details(f"{len(data['whatif']['synthetic_racks'])} synthetic racks, "

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -155,42 +154,6 @@ def plan_tolerance(compiled: Compiled) -> list[str]:
     return tolerance_lines(compiled.plan)
 
 
-def plan_against(site: Path, ref: str, fmt: str, show_diff: bool) -> tuple[str, bool, bool]:
-    """Plan SITE against a base (git ref or directory): (output, any semantic/file change, unwaived errors)."""
-    from ..check import summary
-    from ..review import against_markdown, against_text, mermaid
-    from ..semantic import base_site, semantic_diff
-    from .check import check_site
-
-    compiled, options, findings = check_site(site, {})
-    new_files = render_plan(compiled.plan)
-    with base_site(site, ref) as (base_dir, described):
-        try:
-            base = compile_site(base_dir)
-        except InputError as exc:
-            raise InputError([replace(p, message=f"(base {ref}) {p.message}") for p in exc.problems]) from None
-        base_files = render_plan(base.plan)
-    sem = semantic_diff(base.plan, compiled.plan, base_files, new_files)
-    touched = sem["files"]["added"] + sem["files"]["removed"] + sem["files"]["changed"]
-    data: dict[str, Any] = {
-        "site": compiled.plan.name, "summary": summary_line(compiled), "against": described,
-        "semantic": sem, "tolerance": plan_tolerance(compiled),
-        "check": {"options": options.as_dict(), "summary": summary(findings),
-                  "findings": [f.as_dict() for f in findings]},
-    }
-    with_diff = show_diff or fmt == "markdown"
-    diff_text = unified(base_files, new_files, tuple(sorted(touched))) if with_diff else ""
-    if fmt == "json":
-        if show_diff:
-            data["diff"] = diff_text
-        text = to_json(data)
-    elif fmt == "markdown":
-        text = against_markdown(data, findings, diff_text, mermaid(base.plan, compiled.plan, sem["touched"]))
-    else:
-        text = against_text(data, findings, diff_text)
-    return text, not sem["empty"], bool(summary(findings)["errors"])
-
-
 @click.command()
 @site_argument
 @out_option
@@ -200,7 +163,13 @@ def plan_against(site: Path, ref: str, fmt: str, show_diff: bool) -> tuple[str, 
 @click.option("--against", "against", metavar="REF", default=None,
               help="compare with a base: a git ref (e.g. origin/main) or a directory holding another copy of "
                    "the site; prints a semantic summary, check findings and the file diff (markdown: a PR comment)")
-def plan(site: Path, out: Path | None, fmt: str, show_diff: bool, exit_code: bool, against: str | None) -> int:
+@click.option("--details-dir", type=click.Path(path_type=Path), default=None, metavar="DIR",
+              help="with --against: also write the complete review (comment, JSON, diff, every list) into DIR, "
+                   "for a CI artifact the comment links to")
+@click.option("--details-url", default=None, metavar="URL",
+              help="with --against: where the --details-dir files are published; the comment links there")
+def plan(site: Path, out: Path | None, fmt: str, show_diff: bool, exit_code: bool, against: str | None,
+         details_dir: Path | None = None, details_url: str | None = None) -> int:
     """Show what a render of SITE would change: allocations and files. Writes nothing.
 
     With --against REF: what the change means against a base (nodes, racks, /24s, sessions, anycast
@@ -208,9 +177,14 @@ def plan(site: Path, out: Path | None, fmt: str, show_diff: bool, exit_code: boo
     when anything changed or an unwaived check error remains.
     """
     if against is not None:
-        text, changed, errors = plan_against(site, against, fmt, show_diff)
+        from ..against import plan_against
+
+        text, changed, errors = plan_against(site, against, fmt, show_diff, details_dir, details_url,
+                                             summary_line, plan_tolerance)
         click.echo(text, nl=False)
         return 1 if exit_code and (changed or errors) else 0
+    if details_dir is not None or details_url is not None:
+        raise InputError("--details-dir and --details-url only apply with --against")
     compiled = compile_site(site)
     artifacts = render_plan(compiled.plan)
     target = out or default_out(compiled.source)

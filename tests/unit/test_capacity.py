@@ -121,18 +121,19 @@ def test_plain_report_matches_the_model():
     all_pods = sum(rack_nodes(r) for _, r in racks)
     anycast = len(site["address_plan"]["anycast"])
     tors = {t["tor"]: t for t in data["fabric"]["tors"]}
+    # Prefixes a switch holds (LPM entries, one per prefix however many ECMP paths): every pod /24 (no rack
+    # aggregates here), every rack subnet, each anycast range, the API /32, and its own fabric /31s.
+    carried = all_pods + len(racks) + anycast + 1
     for dc, r in racks:
         n, cp = rack_nodes(r), cp_racks.count(r["name"])
         t = tors[r["tor"]["name"]]
-        assert t["sessions"] == n + cp + spines[dc]
-        api_paths = cp if cp else spines[dc]
-        assert t["routes"] == all_pods + len(racks) + anycast * n + api_paths + spines[dc]
+        assert t["sessions"] == n + cp and t["uplinks"] == spines[dc]  # iBGP from its servers; eBGP uplinks
+        assert t["routes"] == carried + spines[dc]
     for s in data["fabric"]["spines"]:
         dc = next(d for d in site["dcs"] if d["name"] == s["dc"])
         tors_in_dc = len(dc["racks"])
-        api_tors = len({r for r in cp_racks if r in {x["name"] for x in dc["racks"]}})
         peers = sum(spines.values()) - spines[s["dc"]]
-        assert s["routes"] == all_pods + len(racks) + anycast * tors_in_dc + api_tors + tors_in_dc + peers
+        assert s["routes"] == carried + tors_in_dc + peers
     for e in data["fabric"]["ecmp"]:
         dc = next(d for d in site["dcs"] if d["name"] == e["dc"])
         assert e["announcers"] == sum(rack_nodes(r) for r in dc["racks"])
@@ -277,9 +278,10 @@ def test_exhausting_the_pools_exits_1_and_names_pool_and_shortfall():
 
 
 def test_limit_exceeded_exits_1():
-    rc, out, _ = run_cli("capacity", str(EXAMPLE), "--max-ecmp", "8")
+    rc, out, _ = run_cli("capacity", str(EXAMPLE), "--ecmp-max-width", "8")
     assert rc == 1
-    assert out.splitlines()[0] == "DOES NOT FIT" and "ECMP width exceeds the limit" in out.splitlines()[1]
+    assert out.splitlines()[0] == "DOES NOT FIT" and out.splitlines()[1].startswith("  - LIM003 ")
+    assert "ECMP width 8" in out.splitlines()[1]
 
 
 def test_markdown_has_mermaid_charts():
@@ -300,7 +302,7 @@ def test_markdown_has_mermaid_charts():
     ("--add-racks", "dc9=1"), ("--add-racks", "dc1=0"), ("--add-racks", "dc1=-2"), ("--add-racks", "dc1"),
     ("--add-racks", "dc1=x"), ("--add-racks", "dc1=1,dc1=2"), ("--add-racks", "=3"), ("--lose-dc", "dc9"),
     ("--add-racks", "dc1=1", "--nodes-per-rack", "0"), ("--nodes-per-rack", "abc"), ("--nodes-per-rack", "5"),
-    ("--max-ecmp", "0"), ("--format", "yaml"),
+    ("--ecmp-max-width", "0"), ("--format", "yaml"),
 ])
 def test_bad_arguments_exit_2(args):
     rc, _out, _err = run_cli("capacity", str(EXAMPLE), *args)
@@ -365,5 +367,5 @@ def test_10000_node_whatif_allocates_everything_in_memory(tmp_path: Path):
     assert data["compute"]["total"]["nodes"] == 10_000 + 10 * 20
     assert data["pools"]["pools"][0]["allocated"] == 10_200
     assert not (site_dir / "allocations.yaml").exists()
-    # ECMP at the spine: 167 ToRs in dc1 > 128 (the only failing check).
-    assert [c["what"] for c in data["fabric"]["checks"] if not c["ok"]] == ["ECMP width"]
+    # ECMP at the spine: 167 ToRs in dc1 > 64 (the only failing limit).
+    assert [c["check"] for c in data["fabric"]["checks"] if not c["ok"]] == ["LIM003"]

@@ -113,11 +113,12 @@ SITE_CASES = [
     ("dc-without-control-plane", "lab", lab_no_cp_in_dc3, True, (), {"CPL001"}),
     ("max-prefix-below-announcements", "lab", lab_max_prefix_one, False, (), {"LIM004"}),
     ("orphaned-node", "lab", lab_node_removed, False, (), {"LCK001"}),
-    ("lock-missing-allocation", "lab", lab_node_added_no_lock, False, (), {"LCK002"}),
+    ("lock-missing-allocation", "lab", lab_node_added_no_lock, False, ("--locked",), {"LCK002"}),
     ("pool-headroom", "example", None, False, ("--min-free-per-pool", "400"), {"CAP001"}),
     ("tor-sessions-over-limit", "example", None, False, ("--max-sessions-per-tor", "20"), {"LIM001"}),
     ("tor-routes-over-limit", "example", None, False, ("--max-routes-per-tor", "500"), {"LIM002"}),
     ("ecmp-narrower-than-announcers", "example", None, False, ("--ecmp-max-width", "16"), {"LIM003"}),
+    ("spine-routes-over-limit", "example", None, False, ("--max-routes-per-spine", "500"), {"LIM005"}),
 ]
 
 
@@ -467,3 +468,23 @@ def test_malformed_waivers_exit_2(site_copy, text, needle):
     code, _, err = run_cli("check", str(site_dir))
     assert code == 2
     assert needle in err, err
+
+
+def test_pending_allocations_are_not_errors(site_copy):
+    """check before render: a new node is allocated in memory, checked, and listed as pending (exit 0)."""
+    site_dir = site_copy("lab")
+    edit_site(site_dir, lab_node_added_no_lock)
+    code, data = cli_check(site_dir)
+    assert code == 0 and data["findings"] == []
+    assert list(data["pending"]["pod_cidrs"]) == ["dc1-r1-n3"]
+    code, out, _ = run_cli("check", str(site_dir))
+    assert code == 0
+    assert "pending: 1 pod prefix allocated in memory; `provisioner render` writes them" in out
+    assert "dc1-r1-n3  198.19." in out
+    # In CI the lock must be committed with the change.
+    code, data = cli_check(site_dir, "--locked")
+    assert code == 1 and cli_ids(data) == {"LCK002"} and data["pending"] == {}
+    # After render there is nothing pending.
+    assert run_cli("render", str(site_dir), "--out", str(site_dir.parent / "out"))[0] == 0
+    code, data = cli_check(site_dir, "--locked")
+    assert code == 0 and data["pending"] == {} and data["findings"] == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -90,8 +91,9 @@ def test_markdown_is_a_pr_comment(site_copy):
     assert out.startswith("### provisioner plan: `example` against")
     assert "| nodes | 20 | 0 | 0 |" in out and "| pod /24s | 20 | 0 | – |" in out
     assert "| `10.200.1.0/24` | dc2 | 240 | 260 | **+20** |" in out
-    assert "```mermaid\nflowchart TB" in out
-    assert 'subgraph dc_dc2["dc2"]' in out and "class rack_dc2_r13 added" in out
+    assert "```mermaid\nflowchart LR" in out
+    assert 'subgraph dc_dc2["dc2"]' in out and 'racks_dc2_0["dc2-r13 · added<br/>' in out
+    assert re.search(r"class [a-z_0-9,]*racks_dc2_0[a-z_0-9,]* added\n", out)
     assert "<details><summary>file diff</summary>" in out
     assert len(out) < 65_536  # GitHub's comment limit
 
