@@ -16,6 +16,12 @@ timeout_option = click.option("--timeout", type=float, default=90.0, show_defaul
                               help="seconds to wait for convergence before declaring a failure")
 
 
+def _pods_value(value: str) -> str:
+    if value in ("sample", "none") or (value.isdigit() and 0 <= int(value) <= 16):
+        return value
+    raise click.BadParameter(f"{value!r}: give a number of pods per node (0-16), 'sample' or 'none'")
+
+
 def _need_root() -> None:
     if os.geteuid() != 0:
         click.echo("provisioner lab needs root (network namespaces, veth links, mounts); run it with sudo",
@@ -57,8 +63,10 @@ def _print_report(report, fmt: str) -> None:
 @lab.command()
 @site_argument
 @click.option("--bare", is_flag=True, help="namespaces, links, sshd and FRR only: no BIRD, no etcd, no verify")
+@click.option("--pods", "pods", default="1", show_default=True, callback=lambda _c, _p, v: _pods_value(v),
+              help="pods per node wired by the CNI plugins: a number, 'sample' (one per rack) or 'none'")
 @timeout_option
-def up(site: Path, bare: bool, timeout: float) -> int:
+def up(site: Path, bare: bool, pods: str, timeout: float) -> int:
     """Create the lab of SITE and (unless --bare) verify it."""
     _need_root()
     from ..lab import up as up_mod
@@ -67,7 +75,7 @@ def up(site: Path, bare: bool, timeout: float) -> int:
     click.echo(f"lab up {site}{' (bare)' if bare else ''}:")
     t0 = time.monotonic()
     try:
-        state = _guard(lambda: up_mod.up(site, bare=bare, log=click.echo))
+        state = _guard(lambda: up_mod.up(site, bare=bare, pods_per_node=pods, log=click.echo))
     except BaseException:
         click.echo("lab up failed; removing what it made (lab down)", err=True)
         down_fn(site)

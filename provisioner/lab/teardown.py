@@ -15,7 +15,7 @@ from .daemons import DAEMON_COMMS
 from .netns import comm, kill_pids, netns_list, netns_pids, remove_guard_route_if_unused, root_links, run
 from .topology import lab_prefix
 
-OUR_COMMS = DAEMON_COMMS | {"sleep", "sshd", "sh", "nsenter", "unshare"}
+OUR_COMMS = DAEMON_COMMS | {"sleep", "sshd", "sh", "nsenter", "unshare", "ip"}
 
 
 def _mounted_anywhere(path: str) -> bool:
@@ -43,7 +43,8 @@ def down(site: str | Path, *, prefix: str | None = None) -> dict[str, Any]:
     for ns in namespaces:
         pids.update(netns_pids(ns))
     # pid files of a half-made lab (a process whose namespace file is already gone)
-    for pidfile in sdir.glob("hosts/*/*.pid") if sdir.exists() else []:
+    pidfiles = [*sdir.glob("hosts/*/*.pid"), *sdir.glob("hosts/*/pods/*.pid")] if sdir.exists() else []
+    for pidfile in pidfiles:
         try:
             pid = int(pidfile.read_text().split()[0])
         except (OSError, ValueError, IndexError):

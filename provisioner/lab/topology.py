@@ -150,7 +150,7 @@ class Topology:
         out: list[tuple[str, IPv4Interface]] = []
         for h in self.hosts:
             out += [(h.name, b.address) for b in h.bridges]
-            out += [(h.name, a) for a in h.loopback]
+            out += [(h.name, a) for a in (*h.loopback, *h.anycast)]
         for link in self.links:
             out += [(end.host, end.address) for end in (link.a, link.b) if end.address is not None]
         return out

@@ -14,12 +14,16 @@ from typing import Any
 import yaml
 
 from ..pipeline import compile_site
+from ..plan import Plan
+from . import upstream
+from .pods import create as create_pod
+from .pods import pod_names
 from ..render import render
 from . import state as st
 from .daemons import FRR_DAEMONS_FILE, VTYSH_CONF, svc, svc_path, write_svc
 from .hosts import MOUNTS, keygen, setup_script, sshd_config, start_sshd, write_hardware, write_known_hosts
 from .netns import LabError, add_guard_route, ip_batch, netns_list, run, wait_pidfile
-from .topology import MGMT_IF, Topology, derive, mgmt_network
+from .topology import MGMT_IF, LabHost, Topology, derive, mgmt_network
 
 WORKERS = 8
 ANCHOR_TIMEOUT = 30.0
@@ -58,7 +62,8 @@ def _ensure_mountpoints() -> list[str]:
     return created
 
 
-def _prepare_host(state: dict[str, Any], topo: Topology, artifacts: dict[str, str], host: str, bare: bool) -> None:
+def _prepare_host(state: dict[str, Any], plan: Plan, topo: Topology, artifacts: dict[str, str], host: str,
+                  bare: bool) -> None:
     h = topo.host(host)
     sdir = Path(state["state_dir"])
     hdir = sdir / "hosts" / host
@@ -68,7 +73,12 @@ def _prepare_host(state: dict[str, Any], topo: Topology, artifacts: dict[str, st
     (hdir / "logs").mkdir(parents=True, exist_ok=True)
     for m in ("var/lib/etcd", "var/lib/etcd-events"):
         (root / m).chmod(0o700)
-    if h.kind in ("tor", "spine"):
+    if h.kind == "upstream":
+        (root / "etc/frr/frr.conf").write_text(upstream.frr_conf(plan, next(u for u in plan.upstreams
+                                                                           if u.name == host)))
+    if h.anycast:
+        (hdir / "anycast").write_text("".join(f"{a.ip}\n" for a in h.anycast))
+    if h.kind in ("tor", "spine", "upstream"):
         (root / "etc/frr/daemons").write_text(FRR_DAEMONS_FILE)
         (root / "etc/frr/vtysh.conf").write_text(VTYSH_CONF)
         for d in (root / "etc/frr", root / "var/run/frr"):
@@ -164,8 +174,19 @@ def inventory_overlay(state: dict[str, Any]) -> str:
     return header + yaml.safe_dump({"all": {"hosts": hosts}}, sort_keys=True, width=200)
 
 
-def up(site: str | Path, *, bare: bool = False, prefix: str | None = None,
+def _pods_here(node: LabHost, pods: str, topo: Topology) -> bool:
+    """``sample``: the first node of each rack; a number: every node."""
+    if pods != "sample":
+        return True
+    return node.name == min(h.name for h in topo.hosts if h.kind == "node" and h.rack == node.rack)
+
+
+def up(site: str | Path, *, bare: bool = False, prefix: str | None = None, pods_per_node: str = "1",
        log: Callable[[str], None] = lambda _m: None) -> dict[str, Any]:
+    """Bring the lab up. ``pods_per_node``: a number of pods on every node, ``sample`` (one pod on the first
+    node of each rack) or ``0``/``none``."""
+    if pods_per_node == "none":
+        pods_per_node = "0"
     t0 = time.monotonic()
     timings: dict[str, float] = {}
 
@@ -195,7 +216,8 @@ def up(site: str | Path, *, bare: bool = False, prefix: str | None = None,
                    "a": {"host": li.a.host, "ifname": li.a.ifname, "address": str(li.a.address or "")},
                    "b": {"host": li.b.host, "ifname": li.b.ifname, "address": str(li.b.address or "")}}
                   for li in topo.links],
-        "failures": [], "created_mountpoints": [], "timings": timings,
+        "failures": [], "created_mountpoints": [], "timings": timings, "pods": {},
+        "upstreams": {u.name: {"dc": u.dc, "asn": u.asn, "probe": str(u.router_id)} for u in plan.upstreams},
     }
     _check_mgmt_free(topo, state["hosts"])
     sdir.mkdir(parents=True, exist_ok=True)
@@ -207,7 +229,7 @@ def up(site: str | Path, *, bare: bool = False, prefix: str | None = None,
     (sdir / "authorized_keys").write_text((sdir / "id_ed25519.pub").read_text())
     if not bare:
         _make_pki(plan, Path(state["pki"]))
-    parallel(lambda h: _prepare_host(state, topo, artifacts, h.name, bare), list(topo.hosts))
+    parallel(lambda h: _prepare_host(state, plan, topo, artifacts, h.name, bare), list(topo.hosts))
     write_known_hosts(state)
     state["created_mountpoints"] = _ensure_mountpoints()
     st.save(state)
@@ -249,7 +271,14 @@ def up(site: str | Path, *, bare: bool = False, prefix: str | None = None,
                 raise LabError(f"{h.name}: `svc {service} start` failed: {(out.stderr or out.stdout).strip()}")
 
     parallel(start, list(topo.hosts))
-    mark("daemons started (FRR" + ("" if bare else ", BIRD, etcd") + ")")
+    mark("daemons started (FRR" + ("" if bare else ", BIRD, etcd, health checks, stand-ins") + ")")
+    if not bare and pods_per_node != "0":
+        wanted = [(n.name, p) for n in topo.hosts if n.kind == "node" and _pods_here(n, pods_per_node, topo)
+                  for p in pod_names(state, n.name, 1 if pods_per_node == "sample" else int(pods_per_node))]
+        made = parallel(lambda np: (np[1], create_pod(state, *np)), wanted)
+        state["pods"] = dict(sorted(made))
+        st.save(state)
+        mark(f"{len(made)} pods wired by the CNI plugins")
     state["status"] = "up"
     state["up_seconds"] = round(time.monotonic() - t0, 2)
     st.save(state)

@@ -22,14 +22,16 @@ from ..plan import Plan, Session
 from . import state as st
 from .hosts import host_exec
 from .netns import run
+from .dataplane import probes, run_probes
 from .topology import Topology, derive
 
 POLL = 3.0
+TRANSIENT_KINDS = ("crash", "restart")
 
 
 @dataclass(frozen=True)
 class Check:
-    kind: str  # bgp, route, anycast, api, etcd, drill
+    kind: str  # bgp, route, anycast, api, etcd, dataplane, drill
     name: str
     ok: bool
     detail: str = ""
@@ -73,20 +75,32 @@ def _describe(f: dict[str, Any]) -> str:
 class Health:
     down_hosts: frozenset[str]
     cut_links: frozenset[frozenset[str]]
+    unhealthy: frozenset[str] = frozenset()  # hosts up, but their served service (proxy, apiserver) stopped
 
     @classmethod
     def of(cls, state: dict[str, Any]) -> Health:
         hosts: set[str] = set()
         links: set[frozenset[str]] = set()
+        unhealthy: set[str] = set()
         for f in state.get("failures", []):
             if f["kind"] == "link":
                 links.add(frozenset(f["target"]))
+            elif f["kind"] in TRANSIENT_KINDS:
+                continue  # a crash or restart the host recovers from by itself: nothing stays down
+            elif f["kind"] == "service":
+                unhealthy.update(f["hosts"])
             else:
                 hosts.update(f["hosts"])
-        return cls(frozenset(hosts), frozenset(links))
+        return cls(frozenset(hosts), frozenset(links), frozenset(unhealthy))
 
     def up(self, host: str) -> bool:
         return host not in self.down_hosts
+
+    def announces_anycast(self, node: str) -> bool:
+        return self.up(node) and node not in self.unhealthy
+
+    def announces_api(self, vm: str) -> bool:
+        return self.up(vm) and vm not in self.unhealthy
 
     def session_up(self, s: Session) -> bool:
         return self.up(s.a.host) and self.up(s.b.host) and frozenset((s.a.host, s.b.host)) not in self.cut_links
@@ -153,7 +167,7 @@ def collect(state: dict[str, Any], topo: Topology, health: Health) -> Snapshot:
             table.setdefault(dst, set()).update(gateways(r))
         return table
 
-    switches = [h.name for h in topo.hosts if h.kind in ("tor", "spine") and health.up(h.name)]
+    switches = [h.name for h in topo.hosts if h.kind in ("tor", "spine", "upstream") and health.up(h.name)]
     speakers = [h.name for h in topo.hosts if "bird" in h.daemons and health.up(h.name)]
     jobs: list[tuple[str, str, Callable[[str], Any]]] = [("frr", h, frr) for h in switches]
     jobs += [("bird", h, bird) for h in speakers] + [("routes", h, routes) for h in switches]
@@ -205,7 +219,7 @@ def route_checks(plan: Plan, health: Health, snap: Snapshot) -> list[Check]:
             continue
         table = snap.routes.get(tor.name, {})
         nodes = [s for s in tor.clients if s.kind == "node-tor"]
-        up_nodes = [s for s in nodes if health.session_up(s)]
+        up_nodes = [s for s in nodes if health.session_up(s) and health.announces_anycast(s.a.host)]
         for s in nodes:
             pod = s.a_announces[0]
             if health.session_up(s):
@@ -217,7 +231,7 @@ def route_checks(plan: Plan, health: Health, snap: Snapshot) -> list[Check]:
             if up_nodes:
                 checks.append(_route_check("anycast", f"anycast {tor.name}: ECMP over {len(up_nodes)} nodes", table,
                                            rng, {str(s.a.address) for s in up_nodes}))
-        cps = [s for s in tor.clients if s.kind == "vm-tor" and health.session_up(s)]
+        cps = [s for s in tor.clients if s.kind == "vm-tor" and health.session_up(s) and health.announces_api(s.a.host)]
         if cps:
             checks.append(_route_check("api", f"api {tor.name}: from {', '.join(s.a.host for s in cps)}", table,
                                        IPv4Network(f"{plan.api_address}/32"), {str(s.a.address) for s in cps}))
@@ -241,8 +255,10 @@ def route_checks(plan: Plan, health: Health, snap: Snapshot) -> list[Check]:
                     if tor.name in racks and health.session_up(s):
                         checks.append(_route_check("route", f"route {spine.name}: {s.a.host} /24", table, pod,
                                                    {str(racks[tor.name].a.address)}))
-                        announcing.add(str(racks[tor.name].a.address))
-                elif s.kind == "vm-tor" and tor.name in racks and health.session_up(s):
+                        if health.announces_anycast(s.a.host):
+                            announcing.add(str(racks[tor.name].a.address))
+                elif s.kind == "vm-tor" and tor.name in racks and health.session_up(s) \
+                        and health.announces_api(s.a.host):
                     api_from.add(str(racks[tor.name].a.address))
         for rng in plan.anycast:
             if announcing:
@@ -283,8 +299,8 @@ def route_checks(plan: Plan, health: Health, snap: Snapshot) -> list[Check]:
             continue
         hops = {h for n in sw for rng in plan.anycast for h in snap.routes[n].get(str(rng), set())}
         outside = hops - local_addrs.get(dc, set())
-        has_announcers = any(health.session_up(s) and dc_of[s.b.host] == dc for s in plan.sessions
-                             if s.kind == "node-tor")
+        has_announcers = any(health.session_up(s) and dc_of[s.b.host] == dc and health.announces_anycast(s.a.host)
+                             for s in plan.sessions if s.kind == "node-tor")
         if has_announcers:
             checks.append(Check("anycast", f"anycast stays in {dc}", bool(hops) and not outside,
                                 f"{len(hops)} next hops on {len(sw)} switches"
@@ -370,10 +386,15 @@ def etcd_checks(state: dict[str, Any], plan: Plan, health: Health) -> list[Check
     return checks
 
 
+def dataplane_checks(state: dict[str, Any], plan: Plan, health: Health) -> list[Check]:
+    return [Check(p.kind, p.name, ok, detail) for p, ok, detail in run_probes(probes(state, plan, health))]
+
+
 def evaluate(state: dict[str, Any], plan: Plan, topo: Topology) -> list[Check]:
     health = Health.of(state)
     snap = collect(state, topo, health)
-    return [*bgp_checks(plan, health, snap), *route_checks(plan, health, snap), *etcd_checks(state, plan, health)]
+    return [*bgp_checks(plan, health, snap), *route_checks(plan, health, snap), *etcd_checks(state, plan, health),
+            *dataplane_checks(state, plan, health)]
 
 
 def verify(site: str | Path, *, timeout: float = 90.0, prefix: str | None = None,

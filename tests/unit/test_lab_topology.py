@@ -30,7 +30,7 @@ def topo():
 
 def test_one_host_per_switch_node_and_vm(topo):
     expected = {s.name for s in PLAN.spines} | {t.name for t in PLAN.tors} | {n.hostname for n in PLAN.nodes} \
-        | {v.name for v in PLAN.vms}
+        | {v.name for v in PLAN.vms} | {u.name for u in PLAN.upstreams}
     assert {h.name for h in topo.hosts} == expected
     assert all(h.ns == f"plab-{h.name}" for h in topo.hosts)
 
@@ -70,7 +70,7 @@ def test_links_carry_the_session_addresses(topo):
             continue
         s = sessions[link.session]
         assert link.a.address.ip == s.a.address
-        if s.kind in ("tor-spine", "spine-spine"):
+        if s.kind in ("tor-spine", "spine-spine", "spine-upstream"):
             assert link.b.address.ip == s.b.address and link.a.address.network == s.subnet == link.b.address.network
         else:  # a server port on the ToR's rack bridge; the ToR address sits on the bridge
             assert link.b.address is None and link.b.master == "br-rack"
@@ -78,20 +78,33 @@ def test_links_carry_the_session_addresses(topo):
             assert tor.bridges[0].address.ip == s.b.address
 
 
-def test_nodes_have_pod_gateway_and_anycast(topo):
+def test_nodes_leave_br0_to_cni_and_hold_anycast_through_their_service_proxy(topo):
     for n in PLAN.nodes:
         h = topo.host(n.hostname)
-        assert h.bridges[0].ifname == "br0" and h.bridges[0].address.ip == n.gateway
-        assert {a.network for a in h.loopback} <= set().union(*({IPv4Network(f"{x}/32") for x in r} for r in
-                                                                PLAN.anycast))
-        assert h.daemons == ("bird",) and h.hw["cores"] == n.hardware.cores
+        assert h.bridges == () and h.loopback == ()  # br0 comes from the CNI bridge plugin, anycast from the proxy
+        assert {a.network for a in h.anycast} <= set().union(*({IPv4Network(f"{x}/32") for x in r} for r in
+                                                               PLAN.anycast))
+        assert h.anycast and not h.forwarding  # forwarding: the bridge plugin turns it on (isGateway)
+        assert h.daemons == ("proxy", "bird", "health") and h.hw["cores"] == n.hardware.cores
+        assert ("nodes/%s/cni.conflist" % n.hostname, "/etc/cni/net.d/10-pods.conflist") in h.configs
+
+
+def test_upstreams_are_lab_hosts_holding_their_probe_address(topo):
+    assert PLAN.upstreams
+    for u in PLAN.upstreams:
+        h = topo.host(u.name)
+        assert h.kind == "upstream" and h.dc == u.dc and h.daemons == ("frr",) and h.forwarding
+        assert [a.ip for a in h.loopback] == [u.router_id]
+        links = [li for li in topo.links if u.name in li.hosts]
+        assert {li.kind for li in links} == {"spine-upstream"} and len(links) == len(u.sessions)
 
 
 def test_vms_daemons_and_default_gateway(topo):
     for v in PLAN.vms:
         h = topo.host(v.name)
         assert [(str(r.dst), r.via) for r in h.routes] == [("0.0.0.0/0", v.tor_address)]
-        assert h.daemons == {"control_plane": ("bird",), "etcd": ("etcd",), "etcd_events": ("etcd-events",)}[v.role]
+        assert h.daemons == {"control_plane": ("apiserver", "bird", "health"), "etcd": ("etcd",),
+                             "etcd_events": ("etcd-events",)}[v.role]
 
 
 def test_prefix_and_management_network():
