@@ -16,7 +16,7 @@ from .etcd_timing import Timing, derive
 from .health import HEALTH, HealthPolicy
 from .ipam import AllocationChange, Allocations, link_id
 from .load import expanded_nodes, gc_paused
-from .model import BGP, Hardware, Site, Upstream
+from .model import BGP, Hardware, Site, Spine, Upstream
 
 ZONE_LABEL = "topology.kubernetes.io/zone"
 RACK_LABEL = "provisioner/rack"
@@ -359,18 +359,7 @@ def build_plan(site: Site, allocations: Allocations, change: AllocationChange) -
             spine_peers.setdefault(b.name, []).append(s)
 
     upstreams, spine_up = _upstreams(site, allocations, [t.subnet for t in tors])
-
-    def of_dc(dc_name: str, attr: str) -> tuple[IPv4Network, ...]:
-        return tuple(dict.fromkeys(p for u in upstreams if u.dc == dc_name for p in getattr(u, attr)))
-
-    spines = tuple(
-        PlanSpine(name=s.name, dc=dc_name, asn=s.asn, router_id=s.router_id,
-                  downlinks=tuple(spine_down.get(s.name, ())), peers=tuple(spine_peers.get(s.name, ())),
-                  uplinks=tuple(spine_up.get(s.name, ())),
-                  aggregates=_pool_aggregates(site) if spine_up.get(s.name) else (),
-                  upstream_accept=of_dc(dc_name, "accept"), upstream_out=of_dc(dc_name, "announces"))
-        for dc_name, s in all_spines
-    )
+    spines = _spines(site, all_spines, spine_down, spine_peers, upstreams, spine_up)
     vm_tuple = tuple(vms)
     plan = Plan(
         site=site, name=site.site, nodes=tuple(nodes), tors=tuple(tors), spines=spines, vms=vm_tuple,
@@ -382,6 +371,22 @@ def build_plan(site: Site, allocations: Allocations, change: AllocationChange) -
     )
     object.__setattr__(plan, "groups", inventory_groups(plan))
     return plan
+
+
+def _spines(site: Site, all_spines: list[tuple[str, Spine]], down: dict[str, list[Session]],
+            peers: dict[str, list[Session]], upstreams: tuple[PlanUpstream, ...],
+            up: dict[str, list[Session]]) -> tuple[PlanSpine, ...]:
+    def of_dc(dc_name: str, attr: str) -> tuple[IPv4Network, ...]:
+        return tuple(dict.fromkeys(p for u in upstreams if u.dc == dc_name for p in getattr(u, attr)))
+
+    return tuple(
+        PlanSpine(name=s.name, dc=dc_name, asn=s.asn, router_id=s.router_id,
+                  downlinks=tuple(down.get(s.name, ())), peers=tuple(peers.get(s.name, ())),
+                  uplinks=tuple(up.get(s.name, ())),
+                  aggregates=_pool_aggregates(site) if up.get(s.name) else (),
+                  upstream_accept=of_dc(dc_name, "accept"), upstream_out=of_dc(dc_name, "announces"))
+        for dc_name, s in all_spines
+    )
 
 
 def _pool_aggregates(site: Site) -> tuple[IPv4Network, ...]:

@@ -31,6 +31,9 @@ from typing import Literal
 Direction = Literal["in", "out"]
 
 
+# Route-map statements that reset attributes; they never decide whether a route is accepted.
+HYGIENE = (["set", "community", "none"], ["set", "large-community", "none"], ["set", "ip", "next-hop", "peer-address"])
+
 class PolicyParseError(ValueError):
     """The config uses a construct this evaluator does not model."""
 
@@ -328,8 +331,7 @@ class FrrConfig:
             entry.match_prefix_lists.append(words[4])
         elif words[:2] == ["set", "local-preference"] and len(words) == 3:
             entry.local_pref = int(words[2])
-        elif words in (["set", "community", "none"], ["set", "large-community", "none"],
-                       ["set", "ip", "next-hop", "peer-address"]) or (words[:2] == ["set", "metric"] and len(words) == 3):
+        elif words in HYGIENE or (words[:2] == ["set", "metric"] and len(words) == 3):
             pass  # attribute hygiene: changes what is accepted, never whether
         else:
             raise PolicyParseError(f"unsupported route-map statement {line!r}")

@@ -30,4 +30,4 @@ StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _ma
 
 
 def load_all_strict(text: str) -> list[Any]:
-    return list(yaml.load_all(text, Loader=StrictLoader))  # noqa: S506 - a SafeLoader subclass
+    return list(yaml.load_all(text, Loader=StrictLoader))

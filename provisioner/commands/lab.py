@@ -111,10 +111,12 @@ def verify(site: Path, fmt: str, timeout: float) -> int:
 
 @lab.command()
 @site_argument
-@click.argument("kind", type=click.Choice(("dc", "host", "link")))
+@click.argument("kind", type=click.Choice(("dc", "host", "link", "service", "crash")))
 @click.argument("names", nargs=-1, required=True)
 def fail(site: Path, kind: str, names: tuple[str, ...]) -> int:
-    """Fail a DC (`dc NAME`), a host (`host NAME`) or a link (`link A B`): stop daemons or cut the link."""
+    """Fail a DC (`dc NAME`), a host (`host NAME`) or a link (`link A B`) as a power or link cut; make a
+    service unhealthy (`service HOST|DC`: kube-proxy/apiserver stand-in stopped); or crash a routing daemon
+    (`crash HOST`: kill -9 of BIRD or bgpd, restarted by the supervisor a second later)."""
     _need_root()
     from ..lab import fail as fail_mod
 

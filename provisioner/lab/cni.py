@@ -73,7 +73,8 @@ def _exec(plugin_type: str, command: str, conf: dict[str, Any], runtime: CniRunt
         detail = (proc.stdout or proc.stderr).strip()
         try:
             err = json.loads(detail)
-            detail = f"code {err.get('code')}: {err.get('msg')}" + (f" ({err['details']})" if err.get("details") else "")
+            extra = f" ({err['details']})" if err.get("details") else ""
+            detail = f"code {err.get('code')}: {err.get('msg')}{extra}"
         except ValueError:
             pass
         raise CniError(f"CNI plugin {plugin_type} {command} failed: {detail}")

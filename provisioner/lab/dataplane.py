@@ -91,6 +91,12 @@ def _ping_summary(p: subprocess.CompletedProcess) -> str:
     return f"exit {p.returncode}"
 
 
+def _relation(pod: dict[str, Any], other: dict[str, Any]) -> str:
+    if other["dc"] != pod["dc"]:
+        return "other DC"
+    return "same rack" if other["rack"] == pod["rack"] else "other rack"
+
+
 def probes(state: dict[str, Any], plan: Plan, health: Any) -> list[Probe]:
     pods = state.get("pods", {})
     live = {name: p for name, p in pods.items() if health.up(p["node"])}
@@ -106,23 +112,20 @@ def probes(state: dict[str, Any], plan: Plan, health: Any) -> list[Probe]:
     for name, pod in sorted(live.items()):
         node = by_node[pod["node"]]
         others = sorted((n, p) for n, p in pods.items() if p["node"] != pod["node"])
-        picks = {
-            "same rack": next(((n, p) for n, p in others if p["rack"] == pod["rack"]), None),
-            "other rack": next(((n, p) for n, p in others if p["rack"] != pod["rack"] and p["dc"] == pod["dc"]),
-                               None),
-            "other DC": next(((n, p) for n, p in others if p["dc"] != pod["dc"]), None),
-        }
-        for where, pick in picks.items():
-            if pick is None:
-                continue
-            target, tp = pick
-            if health.up(tp["node"]):
+        picks = {}
+        for where in ("same rack", "other rack", "other DC"):
+            candidates = [(n, p) for n, p in others if _relation(pod, p) == where]
+            alive = [(n, p) for n, p in candidates if health.up(p["node"])]
+            dead = [(n, p) for n, p in candidates if not health.up(p["node"])]
+            if alive:
+                target, tp = picks[where] = alive[0]
                 out.append(Probe("dataplane", f"pod {name} -> pod {target} ({where}): icmp",
                                  _in_pod(state, name, _ping(tp["address"], FABRIC_DIAMETER + 1)), replied(True)))
                 out.append(Probe("dataplane", f"pod {name} -> pod {target} ({where}): tcp",
                                  _in_pod(state, name, _curl(f"http://{tp['address']}:{PORTS['pod']}/")),
                                  answered_by({target}, target)))
-            else:
+            if dead:
+                target, tp = dead[0]
                 out.append(Probe("drill", f"drill: pod {name} -> pod {target} ({where}) gone",
                                  _in_pod(state, name, _ping(tp["address"])), replied(False)))
         here = announcers.get(node.dc) or set().union(*announcers.values())
@@ -143,7 +146,7 @@ def probes(state: dict[str, Any], plan: Plan, health: Any) -> list[Probe]:
                              _in_pod(state, name, _ping(u["probe"])), replied(True)))
         out.append(Probe("dataplane", f"pod {name} -> unserved anycast {unserved_anycast}: no loop",
                          _in_pod(state, name, _ping(unserved_anycast)), never_loops))
-        if picks["other DC"] is not None:
+        if "other DC" in picks:
             target_net = by_node[picks["other DC"][1]["node"]].pod_cidr
             unused = str(target_net.network_address + 200)
             out.append(Probe("dataplane", f"pod {name} -> unused {unused} in a remote pod /24: no loop",

@@ -10,6 +10,9 @@ services (and sshd) started again.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -21,10 +24,23 @@ from .hosts import start_sshd, stop_sshd
 from .netns import LabError, run
 from .topology import derive
 
+# The service each kind of server serves, whose health its announcements follow.
+SERVED = {"node": "proxy", "control_plane": "apiserver"}
+# The routing daemon a crash drill kills, and the service the lab's supervisor restarts.
+ROUTING = {"node": ("bird", "bird"), "control_plane": ("bird", "bird"), "tor": ("bgpd", "frr"),
+           "spine": ("bgpd", "frr"), "upstream": ("bgpd", "frr")}
+SUPERVISOR_DELAY = 1.0  # systemd's Restart=on-failure with RestartSec=1s
+
 
 def describe(entry: dict[str, Any]) -> str:
     if entry["kind"] == "link":
         return f"link {' '.join(entry['target'])}: both ends set down ({', '.join(entry['interfaces'])})"
+    if entry["kind"] == "service":
+        return (f"service {' '.join(entry['target'])}: stopped "
+                + ", ".join(f"{s} on {h}" for h, v in entry["hosts"].items() for s in v))
+    if entry["kind"] == "crash":
+        return (f"crash {' '.join(entry['target'])}: kill -9 of {entry['process']}, restarted by the supervisor "
+                f"after {SUPERVISOR_DELAY:.0f}s")
     stopped = sum(len(v) for v in entry["hosts"].values())
     return (f"{entry['kind']} {' '.join(entry['target'])}: {stopped} services and sshd stopped on "
             f"{len(entry['hosts'])} hosts, {len(entry['ends'])} link ends down")
@@ -48,6 +64,12 @@ def fail(site: str | Path, kind: str, names: tuple[str, ...] | list[str], *, pre
         _set_link(state, ends, "down")
         entry = {"kind": "link", "target": list(names), "ends": ends,
                  "interfaces": [f"{h}:{i}" for h, i in ends]}
+    elif kind in ("service", "crash"):
+        if len(names) != 1:
+            raise LabError(f"lab fail SITE {kind} NAME: give exactly one name")
+        entry = _service_failure(state, names[0]) if kind == "service" else _crash(state, names[0])
+        if kind == "crash":
+            return entry  # the supervisor restarted it: nothing stays failed
     else:
         if len(names) != 1:
             raise LabError(f"lab fail SITE {kind} NAME: give exactly one name")
@@ -80,6 +102,52 @@ def fail(site: str | Path, kind: str, names: tuple[str, ...] | list[str], *, pre
     return entry
 
 
+def _service_failure(state: dict[str, Any], name: str) -> dict[str, Any]:
+    """Stop the served service (kube-proxy stand-in on a node, apiserver stand-in on a control-plane VM) of one
+    host, or of every node of a DC: its health check fails and its announcements are withdrawn."""
+    hosts = state["hosts"]
+    if name in hosts:
+        targets = [name]
+    else:
+        targets = sorted(h for h, v in hosts.items() if v["dc"] == name and v["role"] == "node")
+    targets = [h for h in targets if hosts[h]["role"] in SERVED]
+    if not targets:
+        raise LabError(f"{name!r} is neither a node, a control-plane VM nor a DC of the lab")
+    stopped: dict[str, list[str]] = {}
+    for h in targets:
+        service = SERVED[hosts[h]["role"]]
+        out = svc(state, h, service, "stop")
+        if out.returncode != 0:
+            raise LabError(f"{h}: `svc {service} stop` failed: {(out.stderr or out.stdout).strip()}")
+        stopped[h] = [service]
+    return {"kind": "service", "target": [name], "hosts": stopped, "ends": []}
+
+
+def _crash(state: dict[str, Any], host: str) -> dict[str, Any]:
+    """kill -9 of the host's routing daemon; the supervisor starts it again after SUPERVISOR_DELAY."""
+    import time
+
+    from .netns import comm, netns_pids
+
+    if host not in state["hosts"]:
+        raise LabError(f"no lab host {host!r}")
+    role = state["hosts"][host]["role"]
+    if role not in ROUTING:
+        raise LabError(f"{host} ({role}) runs no routing daemon")
+    process, service = ROUTING[role]
+    pids = [p for p in netns_pids(state["hosts"][host]["ns"]) if comm(p) == process]
+    if not pids:
+        raise LabError(f"{host}: {process} is not running")
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    time.sleep(SUPERVISOR_DELAY)
+    out = svc(state, host, service, "restart" if service == "frr" else "start", timeout=90)
+    if out.returncode != 0:
+        raise LabError(f"{host}: the supervisor could not start {service}: {(out.stderr or out.stdout).strip()}")
+    return {"kind": "crash", "target": [host], "process": process, "hosts": {host: []}, "ends": []}
+
+
 def restore(site: str | Path, *, prefix: str | None = None) -> list[dict[str, Any]]:
     state = st.load(site, prefix)
     undone = list(reversed(state.get("failures", [])))
@@ -92,7 +160,7 @@ def restore(site: str | Path, *, prefix: str | None = None) -> list[dict[str, An
         for r in topo.host(h).routes:
             run(["ip", "-n", state["hosts"][h]["ns"], "route", "replace", str(r.dst), "via", str(r.via)])
     for entry in undone:
-        if entry["kind"] != "link":
+        if entry["kind"] not in ("link", "service"):
             for host in entry["hosts"]:
                 start_sshd(state, host)
     starts = [(h, s) for e in undone if e["kind"] != "link" for h, services in e["hosts"].items() for s in services]

@@ -41,7 +41,7 @@ def set_comm(name: str) -> None:
 
 def handler(name: str) -> type[http.server.BaseHTTPRequestHandler]:
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        def do_GET(self) -> None:
             body = (b"ok\n" if self.path in ("/readyz", "/healthz", "/livez") else f"{name}\n".encode())
             self.send_response(200)
             self.send_header("Content-Type", "text/plain")
@@ -50,7 +50,7 @@ def handler(name: str) -> type[http.server.BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(body)
 
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: object) -> None:
             pass
 
     return Handler

@@ -218,8 +218,8 @@ def derive(plan: Plan, prefix: str | None = None) -> Topology:
         hosts.append(LabHost(
             name=node.hostname, kind="node", role="node", dc=node.dc, rack=node.rack, ns=f"{prefix}-{node.hostname}",
             mgmt=addr, mgmt_peer=peer, daemons=("proxy", "bird", "health"), anycast=anycast,
-            configs=tuple((f"nodes/{node.hostname}/{rel}", target) for rel, target in SERVER_CONFIGS)
-            + ((f"nodes/{node.hostname}/cni.conflist", "/etc/cni/net.d/10-pods.conflist"),),
+            configs=(*((f"nodes/{node.hostname}/{rel}", target) for rel, target in SERVER_CONFIGS),
+                     (f"nodes/{node.hostname}/cni.conflist", "/etc/cni/net.d/10-pods.conflist")),
             hardware=hw(node.hardware),
         ))
         links.append(rack_link("node-tor", node.hostname, node.address, node.prefixlen, node.tor, node.session.id))

@@ -15,14 +15,14 @@ import yaml
 
 from ..pipeline import compile_site
 from ..plan import Plan
-from . import upstream
-from .pods import create as create_pod
-from .pods import pod_names
 from ..render import render
 from . import state as st
+from . import upstream
 from .daemons import FRR_DAEMONS_FILE, VTYSH_CONF, svc, svc_path, write_svc
 from .hosts import MOUNTS, keygen, setup_script, sshd_config, start_sshd, write_hardware, write_known_hosts
 from .netns import LabError, add_guard_route, ip_batch, netns_list, run, wait_pidfile
+from .pods import create as create_pod
+from .pods import pod_names
 from .topology import MGMT_IF, LabHost, Topology, derive, mgmt_network
 
 WORKERS = 8
@@ -73,18 +73,10 @@ def _prepare_host(state: dict[str, Any], plan: Plan, topo: Topology, artifacts: 
     (hdir / "logs").mkdir(parents=True, exist_ok=True)
     for m in ("var/lib/etcd", "var/lib/etcd-events"):
         (root / m).chmod(0o700)
-    if h.kind == "upstream":
-        (root / "etc/frr/frr.conf").write_text(upstream.frr_conf(plan, next(u for u in plan.upstreams
-                                                                           if u.name == host)))
     if h.anycast:
         (hdir / "anycast").write_text("".join(f"{a.ip}\n" for a in h.anycast))
     if h.kind in ("tor", "spine", "upstream"):
-        (root / "etc/frr/daemons").write_text(FRR_DAEMONS_FILE)
-        (root / "etc/frr/vtysh.conf").write_text(VTYSH_CONF)
-        for d in (root / "etc/frr", root / "var/run/frr"):
-            shutil.chown(d, "frr", "frr")
-            for f in d.iterdir():
-                shutil.chown(f, "frr", "frr")
+        _frr_files(plan, h, root)
     for rel, target in h.configs:
         is_frr = target.startswith("/etc/frr/")
         if rel not in artifacts:
@@ -102,6 +94,19 @@ def _prepare_host(state: dict[str, Any], plan: Plan, topo: Topology, artifacts: 
     (hdir / "setup.sh").write_text(setup_script(topo, h, hdir))
     (hdir / "sshd_config").write_text(sshd_config(sdir, h))
     keygen(hdir / "ssh_host_ed25519_key", f"root@{host}")
+
+
+def _frr_files(plan: Plan, h: LabHost, root: Path) -> None:
+    """FRR's daemons and vtysh files (the lab starts FRR itself); an upstream's frr.conf is the lab's own."""
+    if h.kind == "upstream":
+        (root / "etc/frr/frr.conf").write_text(upstream.frr_conf(plan, next(u for u in plan.upstreams
+                                                                           if u.name == h.name)))
+    (root / "etc/frr/daemons").write_text(FRR_DAEMONS_FILE)
+    (root / "etc/frr/vtysh.conf").write_text(VTYSH_CONF)
+    for d in (root / "etc/frr", root / "var/run/frr"):
+        shutil.chown(d, "frr", "frr")
+        for f in d.iterdir():
+            shutil.chown(f, "frr", "frr")
 
 
 def _install_pki(state: dict[str, Any], h, root: Path) -> None:
@@ -174,6 +179,52 @@ def inventory_overlay(state: dict[str, Any]) -> str:
     return header + yaml.safe_dump({"all": {"hosts": hosts}}, sort_keys=True, width=200)
 
 
+def _initial_state(plan: Plan, topo: Topology, sdir: Path, site_dir: str, bare: bool,
+                   timings: dict[str, float]) -> dict[str, Any]:
+    """state.json as `lab up` starts it: everything `lab down` needs to clean up after a crash."""
+    return {
+        "site": plan.name, "site_dir": site_dir, "prefix": topo.prefix,
+        "state_dir": str(sdir), "bare": bare, "status": "starting", "pki": str(sdir / "pki"),
+        "mgmt": {"bridge": topo.mgmt_bridge, "network": str(mgmt_network(topo.prefix)),
+                 "gateway": str(topo.mgmt_gateway)},
+        "hosts": {h.name: {"kind": h.kind, "role": h.role, "dc": h.dc, "rack": h.rack, "ns": h.ns,
+                           "mgmt_address": str(h.mgmt.ip), "mgmt_peer": h.mgmt_peer, "anchor_pid": None,
+                           "dir": str(sdir / "hosts" / h.name), "daemons": list(h.daemons), "hardware": h.hw}
+                  for h in topo.hosts},
+        "links": [{"kind": li.kind, "session": li.session,
+                   "a": {"host": li.a.host, "ifname": li.a.ifname, "address": str(li.a.address or "")},
+                   "b": {"host": li.b.host, "ifname": li.b.ifname, "address": str(li.b.address or "")}}
+                  for li in topo.links],
+        "failures": [], "created_mountpoints": [], "timings": timings, "pods": {},
+        "upstreams": {u.name: {"dc": u.dc, "asn": u.asn, "probe": str(u.router_id)} for u in plan.upstreams},
+    }
+
+
+def _start_services(state: dict[str, Any], topo: Topology, bare: bool, pods_per_node: str,
+                    mark: Callable[[str], None]) -> None:
+    """Every host's daemons (only FRR when bare), then the pods."""
+    def start(h) -> None:
+        for service in h.daemons:
+            if bare and service != "frr":
+                continue
+            out = svc(state, h.name, service, "start", timeout=90)
+            if out.returncode != 0:
+                raise LabError(f"{h.name}: `svc {service} start` failed: {(out.stderr or out.stdout).strip()}")
+
+    parallel(start, list(topo.hosts))
+    mark("daemons started (FRR" + ("" if bare else ", BIRD, etcd, health checks, stand-ins") + ")")
+    if not bare and pods_per_node != "0":
+        state["pods"] = _make_pods(state, topo, pods_per_node)
+        st.save(state)
+        mark(f"{len(state['pods'])} pods wired by the CNI plugins")
+
+
+def _make_pods(state: dict[str, Any], topo: Topology, pods_per_node: str) -> dict[str, Any]:
+    wanted = [(n.name, p) for n in topo.hosts if n.kind == "node" and _pods_here(n, pods_per_node, topo)
+              for p in pod_names(state, n.name, 1 if pods_per_node == "sample" else int(pods_per_node))]
+    return dict(sorted(parallel(lambda np: (np[1], create_pod(state, *np)), wanted)))
+
+
 def _pods_here(node: LabHost, pods: str, topo: Topology) -> bool:
     """``sample``: the first node of each rack; a number: every node."""
     if pods != "sample":
@@ -185,8 +236,7 @@ def up(site: str | Path, *, bare: bool = False, prefix: str | None = None, pods_
        log: Callable[[str], None] = lambda _m: None) -> dict[str, Any]:
     """Bring the lab up. ``pods_per_node``: a number of pods on every node, ``sample`` (one pod on the first
     node of each rack) or ``0``/``none``."""
-    if pods_per_node == "none":
-        pods_per_node = "0"
+    pods_per_node = "0" if pods_per_node == "none" else pods_per_node
     t0 = time.monotonic()
     timings: dict[str, float] = {}
 
@@ -203,22 +253,7 @@ def up(site: str | Path, *, bare: bool = False, prefix: str | None = None, pods_
         raise LabError(f"a lab with prefix {topo.prefix} is already up ({len(leftovers)} namespaces, state in {sdir});"
                        f" run `provisioner lab down {site}` first")
     artifacts = render(plan)
-    state: dict[str, Any] = {
-        "site": plan.name, "site_dir": str(compiled.source.directory.resolve()), "prefix": topo.prefix,
-        "state_dir": str(sdir), "bare": bare, "status": "starting", "pki": str(sdir / "pki"),
-        "mgmt": {"bridge": topo.mgmt_bridge, "network": str(mgmt_network(topo.prefix)),
-                 "gateway": str(topo.mgmt_gateway)},
-        "hosts": {h.name: {"kind": h.kind, "role": h.role, "dc": h.dc, "rack": h.rack, "ns": h.ns,
-                           "mgmt_address": str(h.mgmt.ip), "mgmt_peer": h.mgmt_peer, "anchor_pid": None,
-                           "dir": str(sdir / "hosts" / h.name), "daemons": list(h.daemons), "hardware": h.hw}
-                  for h in topo.hosts},
-        "links": [{"kind": li.kind, "session": li.session,
-                   "a": {"host": li.a.host, "ifname": li.a.ifname, "address": str(li.a.address or "")},
-                   "b": {"host": li.b.host, "ifname": li.b.ifname, "address": str(li.b.address or "")}}
-                  for li in topo.links],
-        "failures": [], "created_mountpoints": [], "timings": timings, "pods": {},
-        "upstreams": {u.name: {"dc": u.dc, "asn": u.asn, "probe": str(u.router_id)} for u in plan.upstreams},
-    }
+    state = _initial_state(plan, topo, sdir, str(compiled.source.directory.resolve()), bare, timings)
     _check_mgmt_free(topo, state["hosts"])
     sdir.mkdir(parents=True, exist_ok=True)
     st.save(state)  # from here on, `lab down` can clean up whatever a crash leaves
@@ -262,23 +297,7 @@ def up(site: str | Path, *, bare: bool = False, prefix: str | None = None, pods_
     mark("sshd")
     (sdir / "inventory.yml").write_text(inventory_overlay(state))
 
-    def start(h) -> None:
-        for service in h.daemons:
-            if bare and service != "frr":
-                continue
-            out = svc(state, h.name, service, "start", timeout=90)
-            if out.returncode != 0:
-                raise LabError(f"{h.name}: `svc {service} start` failed: {(out.stderr or out.stdout).strip()}")
-
-    parallel(start, list(topo.hosts))
-    mark("daemons started (FRR" + ("" if bare else ", BIRD, etcd, health checks, stand-ins") + ")")
-    if not bare and pods_per_node != "0":
-        wanted = [(n.name, p) for n in topo.hosts if n.kind == "node" and _pods_here(n, pods_per_node, topo)
-                  for p in pod_names(state, n.name, 1 if pods_per_node == "sample" else int(pods_per_node))]
-        made = parallel(lambda np: (np[1], create_pod(state, *np)), wanted)
-        state["pods"] = dict(sorted(made))
-        st.save(state)
-        mark(f"{len(made)} pods wired by the CNI plugins")
+    _start_services(state, topo, bare, pods_per_node, mark)
     state["status"] = "up"
     state["up_seconds"] = round(time.monotonic() - t0, 2)
     st.save(state)

@@ -20,9 +20,9 @@ from typing import Any
 from ..pipeline import compile_site
 from ..plan import Plan, Session
 from . import state as st
+from .dataplane import probes, run_probes
 from .hosts import host_exec
 from .netns import run
-from .dataplane import probes, run_probes
 from .topology import Topology, derive
 
 POLL = 3.0

@@ -3,6 +3,7 @@ reported -> fail dc dc2 drill -> restore -> verify -> down leaves nothing behind
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 import subprocess
@@ -20,24 +21,91 @@ def test_up_verifies_and_is_fast(lab):
     report = lab.verify()
     assert report.ok, "\n".join(f"{c.name}: {c.detail}" for c in report.failed)
     kinds = {c.kind for c in report.checks}
-    assert {"bgp", "route", "anycast", "api", "etcd"} <= kinds
+    assert {"bgp", "route", "anycast", "api", "etcd", "dataplane"} <= kinds
     assert sum(c.kind == "bgp" for c in report.checks) == len(PLAN.sessions)
     assert lab.up_seconds < 60, f"lab up took {lab.up_seconds:.1f}s"
+
+
+def test_pods_are_wired_by_the_real_cni_plugins(lab):
+    """One pod per node, made like a runtime makes it: br0, its .254 and forwarding come from the bridge plugin."""
+    state = lab.state
+    nodes = {n.hostname: n for n in PLAN.nodes}
+    assert {p["node"] for p in state["pods"].values()} == set(nodes)
+    for name, pod in state["pods"].items():
+        node = nodes[pod["node"]]
+        assert set(pod) >= {"node", "address", "netns"} and pod["netns"].startswith(f"{lab.prefix}-")
+        assert ipaddress.ip_address(pod["address"]) in node.pod_cidr, (name, pod)
+        br0 = lab.exec(node.hostname, ["ip", "-4", "-o", "addr", "show", "dev", "br0"]).stdout
+        assert f"{node.gateway}/24" in br0, (node.hostname, br0)
+        assert lab.exec(node.hostname, ["sysctl", "-n", "net.ipv4.ip_forward"]).stdout.strip() == "1"
+        route = subprocess.run(["ip", "-n", pod["netns"], "-4", "route", "show", "default"], capture_output=True,
+                               text=True).stdout
+        assert f"via {node.gateway} dev eth0" in route, (name, route)
+        leases = lab.exec(node.hostname, ["ls", "/var/lib/cni/networks/pods"]).stdout.split()
+        assert pod["address"] in leases, (name, leases)
+
+
+def test_data_plane_reaches_pods_services_api_and_the_outside_without_loops(lab):
+    rc, out, _ = lab.cli("verify", "--format", "json")
+    rows = [c for c in json.loads(out)["checks"] if c["kind"] == "dataplane"]
+    assert rc == 0, [c for c in json.loads(out)["checks"] if not c["ok"]]
+    by_pod: dict[str, list[dict]] = {}
+    for c in rows:
+        if c["name"].startswith("pod "):
+            by_pod.setdefault(c["name"].split()[1], []).append(c)
+    assert len(by_pod) == len(PLAN.nodes)
+    dc_of = {n.hostname: n.dc for n in PLAN.nodes} | {v.name: v.dc for v in PLAN.vms}
+    for pod, checks in by_pod.items():
+        names = " | ".join(c["name"] for c in checks)
+        for where in ("same rack", "other rack", "other DC"):
+            assert f"({where}): icmp" in names and f"({where}): tcp" in names, (pod, where)
+        node_dc = lab.state["pods"][pod]["dc"]
+        anycast = next(c for c in checks if "-> anycast" in c["name"])
+        assert dc_of[anycast["detail"].split()[-1]] == node_dc, anycast  # answered inside the pod's DC
+        api = next(c for c in checks if "-> API" in c["name"])
+        assert dc_of[api["detail"].split()[-1]] == node_dc, api
+        assert any("(egress)" in c["name"] for c in checks)
+        loops = [c for c in checks if "no loop" in c["name"]]
+        assert len(loops) == 2 and all("exceeded" not in c["detail"] for c in loops), loops
+    assert any(c["name"].startswith("node ") and "(egress)" in c["name"] for c in json.loads(out)["checks"])
+
+
+def test_a_loop_would_be_caught(lab):
+    """The no-loop row can fail: with the rack's unreachable routes for the anycast range gone, a packet to an
+    unserved anycast address bounces between the nodes and their ToR until its TTL runs out."""
+    rack = [n for n in PLAN.nodes if n.rack == PLAN.nodes[0].rack]
+    pod = next(p for p in lab.state["pods"].values() if p["node"] == rack[0].hostname)
+    target = str(PLAN.anycast[0].broadcast_address - 1)
+    rng = str(PLAN.anycast[0])
+    try:
+        for n in rack:
+            lab.exec(n.hostname, ["ip", "route", "del", "unreachable", rng, "metric", "4242"])
+        out = subprocess.run(["ip", "netns", "exec", pod["netns"], "ping", "-n", "-c", "1", "-W", "2", target],
+                             capture_output=True, text=True)
+        assert "Time to live exceeded" in out.stdout, out.stdout
+    finally:
+        for n in rack:
+            lab.exec(n.hostname, ["ip", "route", "replace", "unreachable", rng, "metric", "4242", "proto", "bird"])
 
 
 def test_lab_is_contained(lab):
     """Every lab namespace routes only 198.18.0.0/15 and its management /20; no default via management."""
     state = lab.state
-    for name, host in state["hosts"].items():
-        out = subprocess.run(["ip", "-n", host["ns"], "-j", "-4", "route", "show", "table", "all"],
+    namespaces = [(name, host["ns"]) for name, host in state["hosts"].items()]
+    namespaces += [(name, pod["netns"]) for name, pod in state["pods"].items()]
+    assert len(state["pods"]) == len(PLAN.nodes)
+    for name, ns in namespaces:
+        out = subprocess.run(["ip", "-n", ns, "-j", "-4", "route", "show", "table", "all"],
                              capture_output=True, text=True, check=True).stdout
         for r in json.loads(out):
             dst = r.get("dst", "")
             if r.get("type") in ("local", "broadcast") or dst.startswith("127.") or r.get("dev") == "lo":
                 continue
             assert r.get("dev") != "mgmt0" or dst == state["mgmt"]["network"], f"{name}: {r}"
-            if dst == "default":
-                assert r.get("gateway", "").startswith("198.18.") and r["dev"] == "eth0", f"{name}: {r}"
+            if dst == "default":  # the fabric's default (egress) leads to a lab upstream, never out of the lab
+                gateways = [r.get("gateway", "")] + [h.get("gateway", "") for h in r.get("nexthops", [])]
+                assert r.get("dev") != "mgmt0" and any(g.startswith(("198.18.", "198.19.")) for g in gateways), \
+                    f"{name}: {r}"
 
 
 def test_ssh_with_strict_host_keys_lands_in_the_host(lab):
@@ -59,9 +127,11 @@ def test_rogue_node_announcing_another_nodes_prefix_is_filtered(lab):
     rogue_pod, victim_pod = rogue.a_announces[0], victim.a_announces[0]
     conf = lab.root(rogue.a.host) / "etc/bird/bird.conf"
     original = conf.read_text()
-    bad = original.replace("define ANNOUNCE = [", f"define ANNOUNCE = [\n  {victim_pod},", 1)
-    bad = bad.replace(f"route {rogue_pod} blackhole;", f"route {rogue_pod} blackhole;\n  route {victim_pod} blackhole;")
-    assert bad != original
+    bad = original.replace("return net = POD || healthy_anycast();",
+                           f"return net = POD || net = {victim_pod} || healthy_anycast();", 1)
+    bad = bad.replace(f"route {rogue_pod} unreachable;",
+                      f"route {rogue_pod} unreachable;\n  route {victim_pod} unreachable;")
+    assert bad.count(str(victim_pod)) == 2
     try:
         conf.write_text(bad)
         assert lab.exec(rogue.a.host, ["birdc", "configure"]).returncode == 0
@@ -103,6 +173,72 @@ def test_wrong_asn_stays_down_and_verify_names_the_session(lab):
         lab.exec(node.hostname, ["birdc", "restart", "tor"])
     report = lab.verify()
     assert report.ok, [c.name for c in report.failed]
+
+
+# --- fail safe: drills measured in lost packets (20 probes per second from a pod) ---------------------------
+
+def _pod_on(lab, node: str) -> dict:
+    return next(p for p in lab.state["pods"].values() if p["node"] == node)
+
+
+def _ms(lab, seconds: float, sources_targets: list[tuple[str, str]], event) -> list:
+    from provisioner.lab.loss import Pinger
+
+    pingers = [Pinger(src, dst, seconds) for src, dst in sources_targets]
+    time.sleep(1.0)
+    event()
+    return [p.result() for p in pingers]
+
+
+def test_unhealthy_service_withdraws_anycast_and_traffic_is_served_elsewhere_within_5s(lab):
+    victim = next(n for n in PLAN.nodes if n.rack == "dc1-r1")
+    pod = _pod_on(lab, victim.hostname)
+    anycast = str(next(PLAN.anycast[0].hosts()))
+    t0 = time.monotonic()
+    [loss] = _ms(lab, 8, [(pod["netns"], anycast)], lambda: lab.cli("fail", "service", victim.hostname))
+    print(f"\nservice unhealthy on {victim.hostname}: pod -> anycast {loss.row()}")
+    assert loss.longest_outage_s <= 5.0, loss.row()
+    tor_routes = json.loads(lab.exec(victim.tor, ["ip", "-j", "route", "show", str(PLAN.anycast[0])]).stdout)
+    hops = {h.get("gateway") for r in tor_routes for h in r.get("nexthops", [r])}
+    assert str(victim.address) not in hops, (time.monotonic() - t0, tor_routes)
+    served = subprocess.run(["ip", "netns", "exec", pod["netns"], "curl", "-s", "-m", "2", f"http://{anycast}/"],
+                            capture_output=True, text=True).stdout.strip()
+    assert served and served != victim.hostname and served.startswith("dc1-"), served
+    rc, out, _ = lab.cli("verify", "--format", "json")
+    assert rc == 0, [c for c in json.loads(out)["checks"] if not c["ok"]]
+    rc, _, err = lab.cli("restore")
+    assert rc == 0, err
+    rc, out, _ = lab.cli("verify", "--timeout", "30")
+    assert rc == 0, out
+
+
+def test_attribute_abuse_from_one_node_changes_nothing_upstream(lab):
+    """A node exporting its anycast with local-preference 500 and NO_EXPORT: the ToR resets both, so its ECMP
+    over the rack and what it advertises to the spines stay as they were."""
+    tor = PLAN.tors[0]
+    rogue = next(s for s in tor.clients if s.kind == "node-tor")
+    nodes = [s for s in tor.clients if s.kind == "node-tor"]
+    conf = lab.root(rogue.a.host) / "etc/bird/bird.conf"
+    original = conf.read_text()
+    bad = original.replace("  if source = RTS_STATIC && announced() then accept;\n",
+                           "  if source = RTS_STATIC && announced() then {\n    bgp_local_pref = 500;\n"
+                           "    bgp_community.add((65535, 65281));\n    accept;\n  }\n", 1)
+    assert bad != original
+    rng = str(PLAN.anycast[0])
+    try:
+        conf.write_text(bad)
+        assert lab.exec(rogue.a.host, ["birdc", "configure"]).returncode == 0
+        time.sleep(4)
+        routes = json.loads(lab.exec(tor.name, ["ip", "-j", "route", "show", rng]).stdout)
+        hops = {h.get("gateway") for r in routes for h in r.get("nexthops", [r])}
+        assert hops == {str(s.a.address) for s in nodes}, routes
+        spine = tor.uplinks[0].b.host
+        paths = json.loads(lab.exec(spine, ["vtysh", "-c", f"show bgp ipv4 unicast {rng} json"]).stdout)
+        via = {p.get("peer", {}).get("hostname") or p.get("peer", {}).get("peerId") for p in paths.get("paths", [])}
+        assert str(tor.uplinks[0].a.address) in via or tor.name in via, paths
+    finally:
+        conf.write_text(original)
+        lab.exec(rogue.a.host, ["birdc", "configure"])
 
 
 def test_dc_failure_drill_then_restore(lab):

@@ -86,7 +86,7 @@ def test_nodes_leave_br0_to_cni_and_hold_anycast_through_their_service_proxy(top
                                                                PLAN.anycast))
         assert h.anycast and not h.forwarding  # forwarding: the bridge plugin turns it on (isGateway)
         assert h.daemons == ("proxy", "bird", "health") and h.hw["cores"] == n.hardware.cores
-        assert ("nodes/%s/cni.conflist" % n.hostname, "/etc/cni/net.d/10-pods.conflist") in h.configs
+        assert (f"nodes/{n.hostname}/cni.conflist", "/etc/cni/net.d/10-pods.conflist") in h.configs
 
 
 def test_upstreams_are_lab_hosts_holding_their_probe_address(topo):

@@ -119,7 +119,8 @@ def test_plan_exit_code_and_formats(site_copy, tmp_path: Path):
     run_cli("render", str(site), "--out", str(out))
     code, text, _ = run_cli("plan", str(site), "--out", str(out), "--exit-code")
     assert code == 0 and "no changes" in text
-    (site / "site.yaml").write_text((site / "site.yaml").read_text().replace("pool: general}", "pool: general, row: a}", 1))
+    text = (site / "site.yaml").read_text()
+    (site / "site.yaml").write_text(text.replace("pool: general}", "pool: general, row: a}", 1))
     code, text, _ = run_cli("plan", str(site), "--out", str(out), "--format", "json", "--diff", "--exit-code")
     data = json.loads(text)
     assert code == 1 and data["changes"] is True
