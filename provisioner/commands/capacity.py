@@ -55,6 +55,8 @@ def capacity(site: Path, add_racks: str | None, nodes_per_rack: int | None, lose
             raise InputError(f"{flag} must be at least 1")
     if nodes_per_rack is not None and add_racks is None:
         raise InputError("--nodes-per-rack only applies with --add-racks")
+    if lose_dc is not None and not lose_dc.strip():
+        raise InputError("--lose-dc needs the name of a data centre, got an empty string")
     whatif = WhatIf(add_racks=parse_add_racks(add_racks), nodes_per_rack=nodes_per_rack, lose_dc=lose_dc)
     limits = Limits(sessions_per_tor=max_sessions_per_tor, routes_per_tor=max_routes_per_tor,
                     routes_per_spine=max_routes_per_spine, ecmp=max_ecmp)

@@ -32,7 +32,8 @@ __all__ = ["default_out", "plan", "release", "render", "validate"]
 def current_lock_text(compiled: Compiled) -> str | None:
     path = compiled.source.lock_file
     try:
-        return path.read_text(encoding="utf-8") if path.exists() else None
+        # Bytes, not read_text(): universal newlines would hide a CRLF lock that render rewrites.
+        return path.read_bytes().decode("utf-8") if path.exists() else None
     except (OSError, UnicodeDecodeError):
         return None
 
