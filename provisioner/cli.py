@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import importlib.util
+import os
 import sys
 
 import click
@@ -79,14 +80,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except click.Abort as exc:
         if isinstance(exc.__context__, KeyboardInterrupt):
-            return _interrupted()
+            return _interrupted(argv)
         click.echo("aborted", err=True)
         return 1
     except click.ClickException as exc:
         exc.show()
         return exc.exit_code
     except KeyboardInterrupt:
-        return _interrupted()
+        return _interrupted(argv)
     except BrokenPipeError:
         return 1
     except OSError as exc:
@@ -97,9 +98,16 @@ def main(argv: list[str] | None = None) -> int:
     return rv if isinstance(rv, int) else 0
 
 
-def _interrupted() -> int:
+def _interrupted(argv: list[str] | None) -> int:
     with contextlib.suppress(OSError, KeyboardInterrupt):
         click.echo("interrupted", err=True)
+    if argv is None:  # the real command line, not a caller in this process
+        # CPython turns exit(130) into death by SIGINT when the interrupt landed inside an exec() (as
+        # dataclasses and jinja2 use): leave with exactly 130, every time. Everything is already cleaned up.
+        with contextlib.suppress(OSError, ValueError):
+            sys.stdout.flush()
+            sys.stderr.flush()
+        os._exit(EXIT_INTERRUPTED)
     return EXIT_INTERRUPTED
 
 

@@ -232,7 +232,7 @@ def _swap_in_place(root: Path, new: Path) -> None:
             os.rename(root / name, old / name)
             moved_out.append(name)
         for name in sorted(os.listdir(new)):
-            if name == MARKER:
+            if name == MARKER and (root / MARKER).is_file():
                 continue
             os.rename(new / name, root / name)
             moved_in.append(name)
