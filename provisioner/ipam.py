@@ -353,7 +353,8 @@ def allocate(
                 # first-fit would hand out addresses on top of it.
                 problems.append(where.lock("pod_cidrs", owner,
                                            f"{net} lies in no pod pool (or does not match its node prefix "
-                                           "length); restore the pool or release the node"))
+                                           "length); restore the pool, release the node if it is gone, or "
+                                           "re-run with --allow-moves to give it a new prefix"))
     added_pods: list[str] = []
     missing: dict[str, int] = {}
     first_missing: Loc | None = None
@@ -444,11 +445,16 @@ def allocate(
             a, _, b = lid.partition("~")
             if link_id(b, a) in wanted_set and link_id(b, a) not in lock.fabric_links:
                 fabric_links[link_id(b, a)] = net  # written before link ids were order-independent
-    for lid, net in fabric_links.items():
+    relocated: dict[str, IPv4Network] = {}
+    for lid, net in list(fabric_links.items()):
         if not net.subnet_of(site.address_plan.fabric_pool):
+            if allow_moves:
+                relocated[lid] = fabric_links.pop(lid)  # re-allocated below, reported as a move
+                continue
             problems.append(where.lock("fabric_links", lid,
                                        f"{net} is outside the fabric pool {site.address_plan.fabric_pool}; "
-                                       "delete the entry to have the link re-allocated"))
+                                       "restore the pool, or re-run with --allow-moves to give the link a "
+                                       "new /31"))
     renamed = {lid for lid in fabric_links if lid not in lock.fabric_links}
     freed = tuple(sorted(lid for lid in set(lock.fabric_links) - wanted_set
                          if spine_link_id(*lid.split("~", 1)) not in renamed))
@@ -470,6 +476,8 @@ def allocate(
         fabric_links[lid] = IPv4Network((cursor, 31))
         used.add(cursor)
         added_links.append(lid)
+        if lid in relocated:
+            moves.append(Move("fabric_links", lid, str(relocated[lid]), str(fabric_links[lid]), lock_file))
 
     if problems:
         raise InputError(problems)

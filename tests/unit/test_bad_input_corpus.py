@@ -480,3 +480,19 @@ def test_environment_errors_exit_3_without_a_traceback(monkeypatch, capsys):
     assert main(["validate", str(LAB)]) == 3
     err = capsys.readouterr().err
     assert err == "error: No space left on device: /somewhere\n"
+
+
+def test_renumbering_a_pool_is_refused_until_allow_moves(work: Path):
+    """A new fabric pool would give every link a new /31: exit 2 naming the lock lines, or moves when asked."""
+    site, out = work / "inventories" / "lab", work / "out"
+    text = with_mid_rack(LAB_TEXT).replace("fabric_pool: 198.18.250.0/24", "fabric_pool: 198.18.251.0/24")
+    (site / "site.yaml").write_text(text)
+    lock_text = (site / "allocations.yaml").read_text()
+    err = refused(work, *VALIDATE_PLAN_RENDER,
+                  where=f"allocations.yaml:{line_of(lock_text, '  dc1-spine1~dc1-r1-tor:')}: fabric_links.dc1-spine1~",
+                  message="outside the fabric pool 198.18.251.0/24")
+    assert "--allow-moves" in err
+    rc, text_out, err = run_cli("render", str(site), "--out", str(out), "--allow-moves")
+    assert rc == 0, err
+    assert "fabric_links.dc1-spine1~dc1-r1-tor: 198.18.250.0/31 -> 198.18.251." in text_out
+    assert "198.18.250." not in (site / "allocations.yaml").read_text()
