@@ -163,8 +163,10 @@ def check_step(world: World, before: dict, after: dict, what: str) -> None:
 def test_random_edit_sequences_never_move_an_allocation(tmp_path: Path, seed: int):
     world = World(tmp_path, seed)
     history = []
-    for _ in range(10):
-        step = world.rng.choice(STEPS)
+    steps = list(STEPS)  # every kind of edit at least once, in a seeded order, then seeded extras
+    world.rng.shuffle(steps)
+    steps += [world.rng.choice(STEPS) for _ in range(4)]
+    for step in steps:
         what = step(world)
         history.append(what)
         before = copy.deepcopy(world.lock)
