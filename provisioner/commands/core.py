@@ -51,6 +51,9 @@ def validate(site: Path, allow_moves: bool) -> int:
     """Load and validate SITE: every error at once, with file:line and field. Writes nothing."""
     compiled = compile_site(site, allow_moves=allow_moves)
     click.echo(f"ok: {summary_line(compiled)}")
+    if compiled.plan.change.moves:
+        click.echo(f"{len(compiled.plan.change.moves)} locked allocations would move (--allow-moves); "
+                   "`provisioner plan --allow-moves` lists them")
     return 0
 
 

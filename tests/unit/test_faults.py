@@ -247,3 +247,33 @@ def test_sigint_while_writing_exits_130_and_changes_nothing(root_only, tmp_path:
             return
         assert proc.returncode == 0, err  # finished before the signal: try again
     pytest.fail("the render always finished before SIGINT arrived")
+
+
+@contextlib.contextmanager
+def immutable(path: Path) -> Iterator[Path]:
+    subprocess.run(["chattr", "+i", str(path)], check=True)
+    try:
+        yield path
+    finally:
+        subprocess.run(["chattr", "-i", str(path)], check=False)
+
+
+def test_immutable_parent_swaps_in_place_and_immutable_tree_is_exit_3(root_only, lab: Path, tmp_path: Path):
+    parent = tmp_path / "parent"
+    out = parent / "out"
+    parent.mkdir()
+    assert run_cli("render", str(lab), "--out", str(out))[0] == 0
+    add_lab_node(lab)
+    with immutable(parent):
+        code, _, err = run_cli("render", str(lab), "--out", str(out))
+        assert code == 0, err
+    assert "nodes/dc1-r1-n9/bird.conf" in read_tree(out)
+    assert leftovers(parent, out) == []
+    text = (lab / "site.yaml").read_text()
+    (lab / "site.yaml").write_text(text.replace(NEW_NODE, NEW_NODE.replace("n9", "n8").replace(".9,", ".8,")))
+    before = state(lab, out)
+    with immutable(parent), immutable(out):
+        code, _, err = run_cli("render", str(lab), "--out", str(out))
+    assert code == 3 and "Operation not permitted" in err and "nothing was changed" in err, err
+    assert state(lab, out) == before
+    assert leftovers(parent, out) == []
