@@ -1,5 +1,9 @@
+import os
 import sys
 
-from .cli import main
+try:
+    from .cli import main
+except KeyboardInterrupt:  # Ctrl-C while starting up: no traceback, the usual code
+    os._exit(130)
 
 sys.exit(main())

@@ -5,8 +5,13 @@ order), the underlay address of nodes declared without one (lowest free host of 
 and a /31 for every fabric link (ToR-spine, spine-spine, spine-upstream) from the fabric pool.
 
 Rules: an existing allocation never moves; a node removed from site.yaml keeps its pod prefix and
-address (it is *orphaned*) until ``provisioner release`` frees it; fabric links of removed switches
-are freed on the next render since nothing outside the fabric refers to them.
+address (it is *orphaned*) until ``provisioner release`` frees it, and nothing else may use them
+meanwhile; fabric links of removed switches are freed on the next render since nothing outside the
+fabric refers to them. Every key is independent of list order (a spine pair is named in name order).
+
+A lock that lacks entries which the rendered tree or the site's git history still has (truncated,
+emptied, replaced) would hand those objects new addresses: :func:`moves_against` finds them, and the
+pipeline refuses them unless the command was given ``--allow-moves``.
 """
 
 from __future__ import annotations
@@ -15,9 +20,10 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
+from pathlib import Path
 
-from .errors import InputError, Problem
-from .load import SiteSource, YamlDoc, expanded_nodes, gc_paused, parse_yaml, read_input
+from .errors import InputError, Problem, short
+from .load import Loc, SiteSource, YamlDoc, dotted, expanded_nodes, gc_paused, parse_yaml, read_input
 from .model import PodPool, Site
 
 LOCK_VERSION = 1
@@ -34,20 +40,40 @@ class Allocations:
 
 
 @dataclass(frozen=True)
+class Move:
+    """A locked allocation that a run gives a new value (only ever with ``--allow-moves``)."""
+
+    section: str  # pod_cidrs, node_addresses or fabric_links
+    key: str
+    old: str
+    new: str
+    source: str  # where the old value was read: the lock, the rendered tree or git
+
+    def __str__(self) -> str:
+        return f"{self.section}.{self.key}: {self.old} -> {self.new} (was in {self.source})"
+
+
+@dataclass(frozen=True)
 class AllocationChange:
     added_pods: tuple[str, ...] = ()
     added_addresses: tuple[str, ...] = ()
     added_links: tuple[str, ...] = ()
     freed_links: tuple[str, ...] = ()
     orphaned: tuple[str, ...] = ()  # in the lock, not in site.yaml: still reserved
+    moves: tuple[Move, ...] = ()  # locked entries given a new value (with --allow-moves only)
 
     @property
     def lock_changes(self) -> bool:
-        return bool(self.added_pods or self.added_addresses or self.added_links or self.freed_links)
+        return bool(self.added_pods or self.added_addresses or self.added_links or self.freed_links or self.moves)
 
 
 def link_id(a: str, b: str) -> str:
     return f"{a}~{b}"
+
+
+def spine_link_id(a: str, b: str) -> str:
+    """A spine-spine link is named in name order, so reordering ``dcs:`` renames (and moves) nothing."""
+    return link_id(*sorted((a, b)))
 
 
 # --- reading and writing the lock ------------------------------------------------------------
@@ -55,24 +81,29 @@ def link_id(a: str, b: str) -> str:
 
 @gc_paused
 def read_lock(source: SiteSource) -> Allocations:
-    """Parse the lock file; a missing file is an empty lock, a broken one an input error."""
+    """Parse the lock file; a missing or empty file is an empty lock, a broken one an input error."""
     path = source.lock_file
     if not path.exists():
         return Allocations()
     text = read_input(path)
     if not text.strip():
         return Allocations()
+    return parse_lock(text, str(path))
+
+
+def parse_lock(text: str, file: str) -> Allocations:
     fast = _fast_lock_data(text)
     if fast is not None:
         try:
-            return _lock_from_doc(YamlDoc(data=fast, lines={}, file=str(path)))
+            return _lock_from_doc(YamlDoc(data=fast, lines={}, file=file))
         except InputError:
             pass  # report it through the YAML path below, with line numbers
-    return _lock_from_doc(parse_yaml(text, str(path)))
+    return _lock_from_doc(parse_yaml(text, file))
 
 
 # The lock exactly as dump_lock writes it: read without YAML (10x faster at 10 000 nodes). Anything
-# else (hand edits, quoting, duplicates, unknown keys, CRLF...) returns None and goes through YAML.
+# else (hand edits, quoting, duplicates, unknown keys, CRLF, empty sections...) returns None and goes
+# through YAML.
 _LOCK_TOP = re.compile(r"(pod_cidrs|node_addresses|fabric_links|version):(?: (\{\}|1))?")
 _LOCK_ENTRY = re.compile(r'  (?:([a-z][a-z0-9~-]*)|"([A-Za-z0-9._~-]*)"): ([0-9]+\.[0-9]+\.[0-9]+\.[0-9]+(?:/[0-9]+)?)')
 
@@ -95,7 +126,7 @@ def _fast_lock_data(text: str) -> dict | None:
             section[key] = m.group(3)
             continue
         m = _LOCK_TOP.fullmatch(line)
-        if m is None or m.group(1) in data:
+        if m is None or m.group(1) in data or section == {}:
             return None
         name, value = m.groups()
         section = None
@@ -109,6 +140,8 @@ def _fast_lock_data(text: str) -> dict | None:
             data[name] = section = {}
         else:
             return None
+    if section == {}:  # a header with no entries is YAML null: let the strict path say so
+        return None
     return data
 
 
@@ -120,8 +153,8 @@ def _lock_from_doc(doc: YamlDoc) -> Allocations:
         raise InputError([Problem(str(path), 1, "", "the lock file must be a mapping")])
     for key in data:
         if key not in (*SECTIONS, "version"):
-            problems.append(doc.problem((key,), f"unknown key {key!r}"))
-    if data.get("version", LOCK_VERSION) != LOCK_VERSION:
+            problems.append(doc.problem((key,), f"unknown key {short(key)}"))
+    if data.get("version", LOCK_VERSION) != LOCK_VERSION or isinstance(data.get("version"), bool):
         problems.append(doc.problem(("version",), f"unsupported lock version (expected {LOCK_VERSION})"))
     pods = _section(doc, "pod_cidrs", _network, problems)
     addrs = _section(doc, "node_addresses", _address, problems)
@@ -157,19 +190,25 @@ def _address(value: str) -> IPv4Address:
 
 
 def _section(doc: YamlDoc, name: str, parse, problems: list[Problem]) -> dict:
-    raw = doc.data.get(name) or {}
+    if name not in doc.data:
+        problems.append(Problem(doc.file, None, name, f"section {name!r} is missing: the file looks truncated; "
+                                f"restore it (e.g. from git); write `{name}: {{}}` only if it is really empty"))
+        return {}
+    raw = doc.data[name]
     if not isinstance(raw, dict):
-        problems.append(doc.problem((name,), "must be a mapping of name: value"))
+        got = "nothing" if raw is None else f"{type(raw).__name__} {short(raw)}"
+        problems.append(doc.problem((name,), f"must be a mapping of name: value (`{name}: {{}}` when empty), "
+                                             f"got {got}; a wrong section would re-allocate every entry"))
         return {}
     out = {}
     for key, value in raw.items():
         if not isinstance(key, str) or not isinstance(value, str):
-            problems.append(doc.problem((name, key), f"expected 'name: address', got {key!r}: {value!r}"))
+            problems.append(doc.problem((name, key), f"expected 'name: address', got {short(key)}: {short(value)}"))
             continue
         try:
             out[key] = parse(value)
         except ValueError:
-            problems.append(doc.problem((name, key), f"{value!r} is not a valid address or prefix"))
+            problems.append(doc.problem((name, key), f"{short(value)} is not a valid address or prefix"))
     return out
 
 
@@ -237,35 +276,89 @@ class _PoolState:
         return self.size - len(self.used)
 
 
+class _Where:
+    """File:line of the site objects and lock entries an allocation error is about."""
+
+    def __init__(self, doc: YamlDoc | None, lock_file: str):
+        self.doc = doc
+        self.lock_file = lock_file
+        self._lock_lines: dict[tuple[str, str], int] | None = None
+
+    def site(self, loc: Loc, message: str, bare_field: str | None = None) -> Problem:
+        """A problem at the site object ``loc``; without the parsed file (what-ifs in memory) its field
+        is ``bare_field`` when given: capacity.py tells pool and rack exhaustion apart by it."""
+        if self.doc is None:
+            return Problem("", None, bare_field or dotted(loc), message)
+        return self.doc.problem(loc, message)
+
+    def describe(self, loc: Loc) -> str:
+        return self.doc.describe(loc) if self.doc is not None else dotted(loc)
+
+    def lock_line(self, section: str, key: str) -> int | None:
+        if self._lock_lines is None:
+            self._lock_lines = {}
+            try:
+                text = Path(self.lock_file).read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError):
+                text = ""
+            current = ""
+            for number, line in enumerate(text.split("\n"), 1):
+                if line[:1] not in ("", " ", "#"):
+                    current = line.split(":", 1)[0]
+                elif line.startswith("  ") and ":" in line:
+                    self._lock_lines[(current, line.split(":", 1)[0].strip().strip('"'))] = number
+        return self._lock_lines.get((section, key))
+
+    def lock_ref(self, section: str, key: str) -> str:
+        line = self.lock_line(section, key)
+        return f"{self.lock_file}:{line}" if line else self.lock_file
+
+    def lock(self, section: str, key: str, message: str) -> Problem:
+        return Problem(self.lock_file, self.lock_line(section, key), f"{section}.{key}", message)
+
+
 @gc_paused
 def allocate(
-    site: Site, lock: Allocations, lock_file: str = "allocations.yaml"
+    site: Site, lock: Allocations, lock_file: str = "allocations.yaml", doc: YamlDoc | None = None,
+    allow_moves: bool = False,
 ) -> tuple[Allocations, AllocationChange]:
-    """Extend ``lock`` to cover every node and link of ``site``; never move what is there."""
+    """Extend ``lock`` to cover every node and link of ``site``; never move what is there.
+
+    ``doc`` (the parsed site.yaml) gives errors the file:line of the object that caused them. A locked
+    entry that can no longer stand (a node moved to another rack) is an error unless ``allow_moves``;
+    then it is re-allocated and reported in ``change.moves``.
+    """
+    where = _Where(doc, lock_file)
     problems: list[Problem] = []
-    racks = [(dc, rack) for dc in site.dcs for rack in dc.racks]
-    live_nodes = [(dc, rack, node) for dc, rack in racks for node, _ in expanded_nodes(rack)]
-    live_names = {node.hostname for _, _, node in live_nodes}
+    moves: list[Move] = []
+    racks = [((d, r), dc, rack) for d, dc in enumerate(site.dcs) for r, rack in enumerate(dc.racks)]
+    live_nodes = [(("dcs", d, "racks", r, *nl), dc, rack, node)
+                  for (d, r), dc, rack in racks for node, nl in expanded_nodes(rack)]
+    live_names = {node.hostname for _, _, _, node in live_nodes}
 
     # Pod prefixes.
     pools = [_PoolState(p) for p in site.address_plan.pod_pools]
     pod_cidrs = dict(lock.pod_cidrs)
-    for owner, net in pod_cidrs.items():
+    for owner, net in lock.pod_cidrs.items():
         for state in pools:
             slot = state.slot_of(net)
             if slot is not None:
                 state.used.add(slot)
                 break
         else:
-            if owner in live_names or any(net.overlaps(state.pool.cidr) for state in pools):
+            if owner in live_names and allow_moves:
+                del pod_cidrs[owner]  # re-allocated below, reported as a move
+            elif owner in live_names or any(net.overlaps(state.pool.cidr) for state in pools):
                 # Outside every pool, an orphan's prefix harms nothing; inside one with the wrong length,
                 # first-fit would hand out addresses on top of it.
-                problems.append(Problem(lock_file, None, f"pod_cidrs.{owner}",
-                                        f"{net} lies in no pod pool (or does not match its node prefix length); "
-                                        "restore the pool or release the node"))
+                problems.append(where.lock("pod_cidrs", owner,
+                                           f"{net} lies in no pod pool (or does not match its node prefix "
+                                           "length); restore the pool, release the node if it is gone, or "
+                                           "re-run with --allow-moves to give it a new prefix"))
     added_pods: list[str] = []
     missing: dict[str, int] = {}
-    for dc, _rack, node in live_nodes:
+    first_missing: Loc | None = None
+    for loc, dc, _rack, node in live_nodes:
         if node.hostname in pod_cidrs:
             continue
         for state in pools:
@@ -278,19 +371,27 @@ def allocate(
                 break
         else:
             missing[dc.name] = missing.get(dc.name, 0) + 1
+            first_missing = first_missing or loc[:4]
     if missing:
         total = sum(missing.values())
         per_dc = ", ".join(f"{dc}: {n}" for dc, n in sorted(missing.items()))
-        problems.append(Problem("", None, "address_plan.pod_pools",
-                                f"pod pools exhausted: {total} more node prefixes are needed ({per_dc}); "
-                                "add a pool or release orphaned nodes"))
+        pools_loc: Loc = (("address_plan", "pod_pools", 0) if len(pools) == 1
+                          else ("address_plan", "pod_pools"))
+        first = f"; the first without one is in {where.describe(first_missing)}" if first_missing else ""
+        problems.append(where.site(pools_loc, f"pod pools exhausted: {total} more node prefixes are needed "
+                                              f"({per_dc}){first}; add a pool or release orphaned nodes",
+                                   "address_plan.pod_pools"))
+    for owner in added_pods:
+        if owner in lock.pod_cidrs:
+            moves.append(Move("pod_cidrs", owner, str(lock.pod_cidrs[owner]), str(pod_cidrs[owner]), lock_file))
 
     # Underlay addresses of nodes declared without one.
     node_addresses = dict(lock.node_addresses)
     taken_by_rack = taken_addresses(site)
+    claimed: dict[IPv4Address, Loc] | None = None
     locked_addresses = set(node_addresses.values())
     added_addresses: list[str] = []
-    for _dc, rack, node in live_nodes:
+    for loc, _dc, rack, node in live_nodes:
         if node.address is not None:
             node_addresses.pop(node.hostname, None)  # explicit wins; the lock keeps no copy
             continue
@@ -298,11 +399,18 @@ def allocate(
         taken = taken_by_rack[rack.name]
         if locked is not None and locked in rack.subnet:
             if locked in taken:  # a locked address never moves silently: the SRE decides
-                problems.append(Problem(lock_file, None, f"node_addresses.{node.hostname}",
-                                        f"{locked} is locked to {node.hostname} but site.yaml now also uses it "
-                                        "(ToR, router id, VM or explicit node address); pick another address "
-                                        "there, or give the node an explicit address"))
+                claimed = claimed if claimed is not None else claimed_addresses(site)
+                problems.append(where.site(claimed.get(locked, loc), (
+                    f"{locked} is locked to {node.hostname} ({where.lock_ref('node_addresses', node.hostname)}) "
+                    "but site.yaml now also uses it here; pick another address here, or give "
+                    f"{node.hostname} an explicit address")))
             taken.add(locked)
+            continue
+        if locked is not None and not allow_moves:
+            problems.append(where.site(loc, (
+                f"{node.hostname} is locked to {locked} ({where.lock_ref('node_addresses', node.hostname)}), "
+                f"outside its rack subnet {rack.subnet}: it would get a new address; run with --allow-moves "
+                "if that is intended")))
             continue
         for addr in rack.subnet.hosts():
             if addr not in taken and addr not in locked_addresses:
@@ -310,21 +418,46 @@ def allocate(
                 taken.add(addr)
                 locked_addresses.add(addr)
                 added_addresses.append(node.hostname)
+                if locked is not None:
+                    moves.append(Move("node_addresses", node.hostname, str(locked), str(addr), lock_file))
                 break
         else:
-            problems.append(Problem("", None, f"racks.{rack.name}.subnet",
-                                    f"rack subnet {rack.subnet} has no free address left for {node.hostname}"))
+            problems.append(where.site(loc, f"rack subnet {rack.subnet} has no free address left for "
+                                            f"{node.hostname}", f"racks.{rack.name}.subnet"))
+    # A removed node's address stays reserved until released: nothing in site.yaml may take it.
+    for owner, addr in lock.node_addresses.items():
+        if owner in live_names:
+            continue
+        claimed = claimed if claimed is not None else claimed_addresses(site)
+        if addr in claimed:
+            problems.append(where.site(claimed[addr], (
+                f"{addr} is reserved for the removed node {owner} ({where.lock_ref('node_addresses', owner)}) "
+                f"until `provisioner release {site.site} {owner}` frees it; use another address")))
 
     # Fabric /31s.
     wanted = list(fabric_link_ids(site))
     wanted_set = set(wanted)
-    fabric_links = {k: v for k, v in lock.fabric_links.items() if k in wanted_set}
-    for lid, net in fabric_links.items():
+    fabric_links: dict[str, IPv4Network] = {}
+    for lid, net in lock.fabric_links.items():
+        if lid in wanted_set:
+            fabric_links[lid] = net
+        else:
+            a, _, b = lid.partition("~")
+            if link_id(b, a) in wanted_set and link_id(b, a) not in lock.fabric_links:
+                fabric_links[link_id(b, a)] = net  # written before link ids were order-independent
+    relocated: dict[str, IPv4Network] = {}
+    for lid, net in list(fabric_links.items()):
         if not net.subnet_of(site.address_plan.fabric_pool):
-            problems.append(Problem(lock_file, None, f"fabric_links.{lid}",
-                                    f"{net} is outside the fabric pool {site.address_plan.fabric_pool}; "
-                                    "delete the entry to have the link re-allocated"))
-    freed = tuple(sorted(set(lock.fabric_links) - wanted_set))
+            if allow_moves:
+                relocated[lid] = fabric_links.pop(lid)  # re-allocated below, reported as a move
+                continue
+            problems.append(where.lock("fabric_links", lid,
+                                       f"{net} is outside the fabric pool {site.address_plan.fabric_pool}; "
+                                       "restore the pool, or re-run with --allow-moves to give the link a "
+                                       "new /31"))
+    renamed = {lid for lid in fabric_links if lid not in lock.fabric_links}
+    freed = tuple(sorted(lid for lid in set(lock.fabric_links) - wanted_set
+                         if spine_link_id(*lid.split("~", 1)) not in renamed))
     used = {int(n.network_address) for n in fabric_links.values()}
     base = int(site.address_plan.fabric_pool.network_address)
     end = int(site.address_plan.fabric_pool.broadcast_address)
@@ -336,13 +469,15 @@ def allocate(
         while cursor in used:
             cursor += 2
         if cursor + 1 > end:
-            problems.append(Problem("", None, "address_plan.fabric_pool",
-                                    f"fabric pool {site.address_plan.fabric_pool} is exhausted "
-                                    f"({len(wanted)} /31 links needed)"))
+            problems.append(where.site(("address_plan", "fabric_pool"),
+                                       f"fabric pool {site.address_plan.fabric_pool} is exhausted "
+                                       f"({len(wanted)} /31 links needed)"))
             break
         fabric_links[lid] = IPv4Network((cursor, 31))
         used.add(cursor)
         added_links.append(lid)
+        if lid in relocated:
+            moves.append(Move("fabric_links", lid, str(relocated[lid]), str(fabric_links[lid]), lock_file))
 
     if problems:
         raise InputError(problems)
@@ -350,13 +485,26 @@ def allocate(
     return (
         Allocations(pod_cidrs=pod_cidrs, node_addresses=node_addresses, fabric_links=fabric_links),
         AllocationChange(added_pods=tuple(added_pods), added_addresses=tuple(added_addresses),
-                         added_links=tuple(added_links), freed_links=freed, orphaned=orphaned),
+                         added_links=tuple(added_links), freed_links=freed, orphaned=orphaned,
+                         moves=tuple(moves)),
     )
 
 
+def moves_against(evidence: Allocations, lock: Allocations, new: Allocations, source: str) -> list[Move]:
+    """Entries ``evidence`` (the rendered tree's or git's copy of the lock) has, ``lock`` lacks, and
+    ``new`` gives another value: what a truncated or replaced lock would silently move."""
+    out: list[Move] = []
+    for section in SECTIONS:
+        old_map, locked, now = getattr(evidence, section), getattr(lock, section), getattr(new, section)
+        for key, old in old_map.items():
+            if key not in locked and key in now and now[key] != old:
+                out.append(Move(section, key, str(old), str(now[key]), source))
+    return out
+
+
 def fabric_link_ids(site: Site) -> Iterable[str]:
-    """ToR-spine links within each DC, then a full mesh between spines of different DCs, then each spine to
-    each upstream router of its DC."""
+    """ToR-spine links within each DC, then a full mesh between spines of different DCs (named in name
+    order: the ids do not depend on the order of ``dcs:``), then each spine to each upstream router of its DC."""
     for dc in site.dcs:
         for rack in dc.racks:
             for spine in dc.spines:
@@ -365,7 +513,7 @@ def fabric_link_ids(site: Site) -> Iterable[str]:
     for i, (da, a) in enumerate(spines):
         for db, b in spines[i + 1:]:
             if da != db:
-                yield link_id(a.name, b.name)
+                yield spine_link_id(a.name, b.name)
     for dc in site.dcs:
         for spine in dc.spines:
             for upstream in dc.upstreams:
@@ -389,6 +537,25 @@ def taken_addresses(site: Site) -> dict[str, set[IPv4Address]]:
             if vm.rack in taken:
                 taken[vm.rack].add(vm.address)
     return taken
+
+
+def claimed_addresses(site: Site) -> dict[IPv4Address, Loc]:
+    """Every address site.yaml itself gives to something, with where (for error messages)."""
+    out: dict[IPv4Address, Loc] = {site.address_plan.api_address: ("address_plan", "api_address")}
+    for d, dc in enumerate(site.dcs):
+        for s, spine in enumerate(dc.spines):
+            out.setdefault(spine.router_id, ("dcs", d, "spines", s, "router_id"))
+        for r, rack in enumerate(dc.racks):
+            rl: Loc = ("dcs", d, "racks", r)
+            out.setdefault(rack.tor_address(), (*rl, "tor", "address") if rack.tor.address else (*rl, "tor"))
+            out.setdefault(rack.tor.router_id, (*rl, "tor", "router_id"))
+            for n, node in enumerate(rack.nodes):
+                if node.address is not None:
+                    out.setdefault(node.address, (*rl, "nodes", n, "address"))
+    for role in ("control_plane", "etcd", "etcd_events"):
+        for i, vm in enumerate(getattr(site.vms, role)):
+            out.setdefault(vm.address, ("vms", role, i, "address"))
+    return out
 
 
 def release(site: Site, lock: Allocations, hostname: str) -> Allocations:

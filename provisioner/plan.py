@@ -14,7 +14,7 @@ from typing import Literal
 
 from .etcd_timing import Timing, derive
 from .health import HEALTH, HealthPolicy
-from .ipam import AllocationChange, Allocations, link_id
+from .ipam import AllocationChange, Allocations, link_id, spine_link_id
 from .load import expanded_nodes, gc_paused
 from .model import BGP, Hardware, Site, Spine, Upstream
 
@@ -349,10 +349,12 @@ def build_plan(site: Site, allocations: Allocations, change: AllocationChange) -
         for db, b in all_spines[i + 1:]:
             if da == db:
                 continue
-            link = allocations.fabric_links[link_id(a.name, b.name)]
+            # By name, not site order: reordering dcs: renumbers nothing (ipam.spine_link_id).
+            x, y = sorted((a, b), key=lambda spine: spine.name)
+            link = allocations.fabric_links[spine_link_id(a.name, b.name)]
             s = Session("spine-spine",
-                        End(a.name, link.network_address, a.asn, a.router_id),
-                        End(b.name, link.broadcast_address, b.asn, b.router_id),
+                        End(x.name, link.network_address, x.asn, x.router_id),
+                        End(y.name, link.broadcast_address, y.asn, y.router_id),
                         link, site_password)
             sessions.append(s)
             spine_peers.setdefault(a.name, []).append(s)

@@ -5,12 +5,13 @@ Each rule yields ``(field path, message)``; ``load.py`` turns the path into ``fi
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import contextvars
+from collections.abc import Callable, Iterator
 from ipaddress import IPv4Address, IPv4Network
 
 from .egress_rules import egress_problems
 from .etcd_rules import etcd_problems
-from .load import expanded_nodes
+from .load import did_you_mean, expanded_nodes
 from .model import HOSTNAME_RE, Site
 from .plan import RACK_LABEL, ZONE_LABEL
 
@@ -18,13 +19,28 @@ Loc = tuple[str | int, ...]
 Finding = tuple[Loc, str]
 # Ansible groups the inventory derives besides one per DC (see plan.inventory_groups).
 RESERVED_GROUPS = frozenset({"all", "ungrouped", "nodes", "tors", "spines", "control_plane", "etcd", "etcd_events"})
+# Ports an etcd member may not take: the well-known range (sshd 22, BGP 179...) and what the other
+# daemons of a control-plane site listen on (BFD, kube-apiserver, kubelet, kube-proxy, controller, scheduler).
+RESERVED_PORTS = {3784: "BFD", 3785: "BFD echo", 4784: "BFD multihop", 6443: "kube-apiserver",
+                  10250: "kubelet", 10256: "kube-proxy", 10257: "kube-controller-manager",
+                  10259: "kube-scheduler"}
+# How a message refers to another object: load.py sets it to "rack dc2-r11 (line 171)"; a dotted path otherwise.
+_DESCRIBE: contextvars.ContextVar[Callable[[Loc], str] | None] = contextvars.ContextVar("describe", default=None)
+_LINE: contextvars.ContextVar[Callable[[Loc], int | None] | None] = contextvars.ContextVar("line", default=None)
 
 
-def site_problems(site: Site) -> list[Finding]:
+def site_problems(site: Site, describe: Callable[[Loc], str] | None = None,
+                  line_of: Callable[[Loc], int | None] | None = None) -> list[Finding]:
+    """Every cross-object problem. ``describe``/``line_of`` let messages say "rack dc2-r11 (line 171)"."""
     problems: list[Finding] = []
-    for rule in (_names, _addresses, _references, _prefixes, _asns, _etcd_timing, etcd_problems, egress_problems,
-                 _owned_labels):
-        problems.extend(rule(site))
+    tokens = _DESCRIBE.set(describe), _LINE.set(line_of)
+    try:
+        for rule in (_names, _addresses, _references, _prefixes, _asns, _etcd_timing, etcd_problems,
+                     _daemon_limits, egress_problems, _owned_labels):
+            problems.extend(rule(site))
+    finally:
+        _DESCRIBE.reset(tokens[0])
+        _LINE.reset(tokens[1])
     return problems
 
 
@@ -51,9 +67,12 @@ def _names(site: Site) -> Iterator[Finding]:
         if not HOSTNAME_RE.fullmatch(name):
             yield loc, f"{kind} name {name!r} (from the name pattern) is not an RFC 1123 label"
         if name in seen:
-            yield loc, f"duplicate name {name!r} (also at {_fmt(seen[name])})"
+            yield loc, f"duplicate name {name!r}: also used by {_fmt(seen[name])}"
         else:
             seen[name] = loc
+        if name in RESERVED_GROUPS:
+            yield loc, (f"{kind} name {name!r} is also the name of an Ansible group provisioner derives; "
+                        "choose another name")
     for what, items in (("data centre", [(dc.name, ("dcs", d, "name")) for d, dc in enumerate(site.dcs)]),
                         ("rack", [(r.name, ("dcs", d, "racks", i, "name"))
                                   for d, dc in enumerate(site.dcs) for i, r in enumerate(dc.racks)]),
@@ -62,7 +81,7 @@ def _names(site: Site) -> Iterator[Finding]:
         names: dict[str, Loc] = {}
         for name, loc in items:
             if name in names:
-                yield loc, f"duplicate {what} name {name!r} (also at {_fmt(names[name])})"
+                yield loc, f"duplicate {what} name {name!r}: also used by {_fmt(names[name])}"
             names[name] = loc
     # Each DC is an Ansible group named after it ('-' becomes '_'): it must not merge with another group.
     for d, dc in enumerate(site.dcs):
@@ -71,6 +90,12 @@ def _names(site: Site) -> Iterator[Finding]:
             yield (("dcs", d, "name"),
                    f"data centre name {dc.name!r} would be the Ansible group {group!r}, which provisioner "
                    "already uses; choose another name")
+        for host in {dc.name, group}:
+            if host in seen:
+                yield (("dcs", d, "name"),
+                       f"data centre name {dc.name!r} is also a host name ({_fmt(seen[host])}): Ansible would "
+                       f"have a group and a host called {host!r} and `--limit {host}` would be ambiguous; "
+                       "rename one of them")
 
 
 def _addresses(site: Site) -> Iterator[Finding]:
@@ -79,7 +104,7 @@ def _addresses(site: Site) -> Iterator[Finding]:
 
     def claim(addr: IPv4Address, loc: Loc, what: str) -> Iterator[Finding]:
         if addr in seen:
-            yield loc, f"{what} {addr} is already used at {_fmt(seen[addr])}"
+            yield loc, f"{what} {addr} is already used by {_fmt(seen[addr])}"
         else:
             seen[addr] = loc
 
@@ -122,28 +147,35 @@ def _inside(subnet: IPv4Network, addr: IPv4Address, loc: Loc, what: str) -> Iter
 def _references(site: Site) -> Iterator[Finding]:
     dcs = {dc.name: {r.name for r in dc.racks} for dc in site.dcs}
     all_racks = {r: dc for dc, racks in dcs.items() for r in racks}
+    profiles = sorted(site.hardware)
+
+    def no_profile(name: str) -> str:
+        hint = did_you_mean(name, profiles, listing=True)
+        return f"hardware profile {name!r} is not defined under hardware{hint}"
+
     for d, dc in enumerate(site.dcs):
         for r, rack in enumerate(dc.racks):
             for node, nl in expanded_nodes(rack):
                 if node.hardware not in site.hardware:
-                    yield (("dcs", d, "racks", r, *nl, "hardware"),
-                           f"hardware profile {node.hardware!r} is not defined under hardware: "
-                           f"({', '.join(sorted(site.hardware))})")
+                    yield (("dcs", d, "racks", r, *nl, "hardware"), no_profile(node.hardware))
                     if nl[0] == "node_groups":
                         break
     for role in ("control_plane", "etcd", "etcd_events"):
         for i, vm in enumerate(getattr(site.vms, role)):
             if vm.dc not in dcs:
-                yield ("vms", role, i, "dc"), f"data centre {vm.dc!r} does not exist ({', '.join(dcs)})"
+                hint = did_you_mean(vm.dc, dcs, listing=True)
+                yield ("vms", role, i, "dc"), f"data centre {vm.dc!r} does not exist{hint}"
             elif vm.rack not in dcs[vm.dc]:
-                where = f"; it is in {all_racks[vm.rack]}" if vm.rack in all_racks else ""
+                where = (f"; it is in {all_racks[vm.rack]}" if vm.rack in all_racks
+                         else did_you_mean(vm.rack, dcs[vm.dc], listing=True))
                 yield ("vms", role, i, "rack"), f"rack {vm.rack!r} does not exist in {vm.dc}{where}"
             if vm.hardware is not None and vm.hardware not in site.hardware:
-                yield ("vms", role, i, "hardware"), f"hardware profile {vm.hardware!r} is not defined"
+                yield ("vms", role, i, "hardware"), no_profile(vm.hardware)
     for p, pool in enumerate(site.address_plan.pod_pools):
         for j, dc_name in enumerate(pool.dcs):
             if dc_name not in dcs:
-                yield ("address_plan", "pod_pools", p, "dcs", j), f"data centre {dc_name!r} does not exist"
+                yield (("address_plan", "pod_pools", p, "dcs", j),
+                       f"data centre {dc_name!r} does not exist{did_you_mean(dc_name, dcs, listing=True)}")
 
 
 def _prefixes(site: Site) -> Iterator[Finding]:
@@ -168,7 +200,7 @@ def _prefixes(site: Site) -> Iterator[Finding]:
     furthest: tuple[int, IPv4Network, Loc, str] | None = None
     for net, loc, what in ordered:
         if furthest is not None and int(net.network_address) <= furthest[0]:
-            yield loc, f"{what} {net} overlaps {furthest[3]} {furthest[1]} (at {_fmt(furthest[2])})"
+            yield loc, f"{what} {net} overlaps {furthest[3]} {furthest[1]} ({_at(furthest[2])})"
         if furthest is None or int(net.broadcast_address) > furthest[0]:
             furthest = (int(net.broadcast_address), net, loc, what)
     api = plan.api_address
@@ -187,13 +219,13 @@ def _asns(site: Site) -> Iterator[Finding]:
             yield ("dcs", d, "spines"), f"spines of {dc.name} must share one ASN (RFC 7938), got {sorted(spine_asns)}"
         for s, spine in enumerate(dc.spines):
             if spine.asn in seen and seen[spine.asn][:2] != ("dcs", d):
-                yield ("dcs", d, "spines", s, "asn"), f"ASN {spine.asn} is already used at {_fmt(seen[spine.asn])}"
+                yield ("dcs", d, "spines", s, "asn"), f"ASN {spine.asn} is already used by {_fmt(seen[spine.asn])}"
             seen.setdefault(spine.asn, ("dcs", d, "spines", s, "asn"))
     for d, dc in enumerate(site.dcs):
         for r, rack in enumerate(dc.racks):
             loc: Loc = ("dcs", d, "racks", r, "asn")
             if rack.asn in seen:
-                yield loc, f"ASN {rack.asn} is already used at {_fmt(seen[rack.asn])} (one AS per rack)"
+                yield loc, f"ASN {rack.asn} is also used by {_fmt(seen[rack.asn])}; one AS per rack"
             else:
                 seen[rack.asn] = loc
 
@@ -217,7 +249,47 @@ def _etcd_timing(site: Site) -> Iterator[Finding]:
     yield from timing_problems(site.etcd)
 
 
+def _daemon_limits(site: Site) -> Iterator[Finding]:
+    """Values each valid alone that together would make a daemon refuse its config or fail to start."""
+    bgp = site.bgp
+    if bgp.keepalive * 3 > bgp.hold_time:
+        yield (("bgp", "keepalive"),
+               f"keepalive {bgp.keepalive}s must be at most a third of hold_time {bgp.hold_time}s "
+               f"(at most {bgp.hold_time // 3}s): a session must survive two lost keepalives (RFC 4271)")
+    etcd = site.etcd
+    for client, peer, cluster in (("client_port", "peer_port", "etcd"),
+                                  ("events_client_port", "events_peer_port", "events etcd")):
+        ports = {client: getattr(etcd, client), peer: getattr(etcd, peer)}
+        if ports[client] == ports[peer]:
+            yield (("etcd", peer), f"{peer} {ports[peer]} is also {client}: the {cluster} members could not "
+                                   "bind both on one host")
+        for key, port in ports.items():
+            if port < 1024:
+                yield ("etcd", key), f"{key} {port} is a well-known port (below 1024; sshd is 22, BGP 179)"
+            elif port in RESERVED_PORTS:
+                yield ("etcd", key), f"{key} {port} is the port of {RESERVED_PORTS[port]}"
+    max_pods = site.address_plan.max_pods
+    for p, pool in enumerate(site.address_plan.pod_pools):
+        usable = (1 << (32 - pool.node_prefix_len)) - 3  # network, broadcast and br0's gateway address
+        if max_pods > usable:
+            need = 32 - (max_pods + 3 - 1).bit_length()  # the longest prefix with max_pods + 3 addresses
+            yield (("address_plan", "pod_pools", p, "node_prefix_len"),
+                   f"a /{pool.node_prefix_len} per node gives {usable} pod addresses (network, broadcast and "
+                   f"br0 take 3) but address_plan.max_pods is {max_pods}; use node_prefix_len {need} or less, "
+                   "or lower max_pods")
+
+
+def _at(loc: Loc) -> str:
+    """``line 12`` when the file is known, else ``at address_plan.pod_pools[0].cidr``."""
+    from .load import dotted
+
+    line_of = _LINE.get()
+    line = line_of(loc) if line_of is not None else None
+    return f"line {line}" if line else f"at {dotted(loc)}"
+
+
 def _fmt(loc: Loc) -> str:
     from .load import dotted
 
-    return dotted(loc)
+    describe = _DESCRIBE.get()
+    return describe(loc) if describe is not None else dotted(loc)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import time
@@ -30,6 +31,18 @@ def add_dc2_rack(site_text: str) -> str:
     marker = "  - name: dc3\n"
     assert marker in site_text
     return site_text.replace(marker, NEW_DC2_RACK + marker, 1)
+
+
+# Lists whose items errors name by their own name ("rack dc1-r2: asn: ..."), see load.named().
+_NAMED_LISTS = ("dcs", "racks", "spines", "nodes", "node_groups", "pod_pools", "control_plane", "etcd",
+                "etcd_events", "upstreams")
+
+
+def field_in_object(dotted: str) -> str:
+    """What an error prints after the object's name for a dotted path: ``dcs[0].racks[1].asn`` -> ``asn``."""
+    names = "|".join(_NAMED_LISTS)
+    found = list(re.finditer(rf"(?:^|(?<=\.))(?:{names})\[[0-9]+\]\.?", dotted))
+    return dotted[found[-1].end():] if found else dotted
 
 
 def wait_for(fn: Callable[[], object], timeout: float = 60, interval: float = 1.0):

@@ -40,6 +40,8 @@ def capacity(site: Path, add_racks: str | None, nodes_per_rack: int | None, lose
     """
     if nodes_per_rack is not None and add_racks is None and max_racks_dc is None:
         raise InputError("--nodes-per-rack only applies with --add-racks or --max-racks")
+    if lose_dc is not None and not lose_dc.strip():
+        raise InputError("--lose-dc needs the name of a data centre, got an empty string")
     whatif = WhatIf(add_racks=parse_add_racks(add_racks), nodes_per_rack=nodes_per_rack, lose_dc=lose_dc)
     parsed, source, _doc = load_site(site)
     chosen: Limits = load_limits(source.directory, {k: limits.get(k) for k in LIMIT_KEYS})

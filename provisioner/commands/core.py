@@ -8,24 +8,33 @@ from typing import Any
 import click
 
 from ..diff import TreeDiff, diff_trees, unified
-from ..errors import InputError
+from ..errors import EnvironmentFailure, InputError, os_error_text
 from ..ipam import dump_lock, read_lock
 from ..ipam import release as release_node
-from ..load import SiteSource, load_site, locate
-from ..paths import rendered_dir
-from ..pipeline import Compiled, compile_site
+from ..load import load_site, locate
+from ..pipeline import Compiled, compile_site, default_out
 from ..render import render as render_plan
 from ..report import details, format_option, md_table, text_table, to_json
-from ..write import check_replaceable, read_tree, site_lock, write_file_atomic, write_tree
+from ..write import check_replaceable, read_tree, site_lock, stage_tree, write_file_atomic
 
 site_argument = click.argument("site", type=click.Path(path_type=Path))
 out_option = click.option("--out", type=click.Path(path_type=Path), default=None,
                           help="output directory [default: rendered/<site>/ beside inventories/]")
+allow_moves_option = click.option(
+    "--allow-moves", is_flag=True,
+    help="let locked allocations the lock lacks but the rendered tree or git HEAD has be given new values "
+         "(after a lost or replaced lock, or a node moved to another rack); shown as moves")
+
+__all__ = ["default_out", "plan", "release", "render", "validate"]
 
 
-def default_out(source: SiteSource) -> Path:
-    """``inventories/<site>`` renders into ``rendered/<site>`` of the same project."""
-    return rendered_dir(source.directory)
+def current_lock_text(compiled: Compiled) -> str | None:
+    path = compiled.source.lock_file
+    try:
+        # Bytes, not read_text(): universal newlines would hide a CRLF lock that render rewrites.
+        return path.read_bytes().decode("utf-8") if path.exists() else None
+    except (OSError, UnicodeDecodeError):
+        return None
 
 
 def summary_line(compiled: Compiled) -> str:
@@ -36,31 +45,59 @@ def summary_line(compiled: Compiled) -> str:
 
 @click.command()
 @site_argument
-def validate(site: Path) -> int:
+@allow_moves_option
+def validate(site: Path, allow_moves: bool) -> int:
     """Load and validate SITE: every error at once, with file:line and field. Writes nothing."""
-    compiled = compile_site(site)
+    compiled = compile_site(site, allow_moves=allow_moves)
     click.echo(f"ok: {summary_line(compiled)}")
+    if compiled.plan.change.moves:
+        click.echo(f"{len(compiled.plan.change.moves)} locked allocations would move (--allow-moves); "
+                   "`provisioner plan --allow-moves` lists them")
     return 0
 
 
 @click.command()
 @site_argument
 @out_option
-def render(site: Path, out: Path | None) -> int:
-    """Allocate, render SITE and swap the tree in atomically; update the lock file if needed."""
+@allow_moves_option
+def render(site: Path, out: Path | None, allow_moves: bool) -> int:
+    """Allocate, render SITE and swap the tree in atomically; update the lock file if needed.
+
+    Order: the new tree is staged, the lock is written (fsync, rename), then the tree is swapped in. A
+    failure before the lock is written changes nothing; after it, the lock is new and the tree old, which
+    the next render repairs (the tree is derived from the lock, never the reverse).
+    """
     with site_lock(locate(site).directory):
-        compiled = compile_site(site)
+        compiled = compile_site(site, allow_moves=allow_moves, out=out)
         artifacts = render_plan(compiled.plan)
         target = out or default_out(compiled.source)
         check_replaceable(target)  # bad --out is bad input: refuse before anything is written
+        lock_path = compiled.source.lock_file
         lock_text = dump_lock(compiled.plan.name, compiled.plan.allocations)
-        current_lock = compiled.source.lock_file.read_text() if compiled.source.lock_file.exists() else None
-        current = read_tree(target)
-        written = write_tree(target, artifacts, current)
-        # The lock last: a failed tree write leaves it untouched, and the allocation is deterministic,
-        # so the next render reproduces the same tree and lock.
-        if lock_text != current_lock:
-            write_file_atomic(compiled.source.lock_file, lock_text)
+        current_lock = current_lock_text(compiled)
+        try:
+            staged = stage_tree(target, artifacts, read_tree(target), record=lock_text)
+        except OSError as exc:
+            raise EnvironmentFailure(f"cannot write the rendered tree {target}: {os_error_text(exc)}; nothing "
+                                     f"was changed (the tree and {lock_path.name} are as they were)") from None
+        try:
+            if lock_text != current_lock:
+                write_file_atomic(lock_path, lock_text)
+        except OSError as exc:
+            staged.abort()
+            raise EnvironmentFailure(f"cannot write {lock_path}: {os_error_text(exc)}; nothing was changed "
+                                     "(the tree and the lock are as they were)") from None
+        except BaseException:
+            staged.abort()
+            raise
+        try:
+            staged.commit()
+        except OSError as exc:
+            raise EnvironmentFailure(
+                f"{lock_path.name} was written but the rendered tree {target} could not be swapped in: "
+                f"{os_error_text(exc)}; the previous tree is still there: fix the cause and run "
+                "`provisioner render` again (it re-renders the tree from the lock)") from None
+        written = staged.written
     change = compiled.plan.change
     click.echo(f"{summary_line(compiled)}")
     click.echo(f"rendered {len(artifacts)} files into {target} ({written} written, "
@@ -69,6 +106,10 @@ def render(site: Path, out: Path | None) -> int:
         click.echo(f"lock file {compiled.source.lock_file} updated: {len(change.added_pods)} pod prefixes, "
                    f"{len(change.added_addresses)} node addresses, {len(change.added_links)} fabric links "
                    f"added; {len(change.freed_links)} fabric links freed")
+    if change.moves:
+        click.echo(f"moved (--allow-moves): {len(change.moves)} locked allocations")
+        for move in change.moves:
+            click.echo(f"  {move}")
     if change.orphaned:
         click.echo(f"orphaned (still reserved until `provisioner release`): {', '.join(change.orphaned)}")
     return 0
@@ -77,6 +118,8 @@ def render(site: Path, out: Path | None) -> int:
 def plan_data(compiled: Compiled, tree: TreeDiff, target: Path) -> dict[str, Any]:
     change = compiled.plan.change
     allocs = compiled.plan.allocations
+    current = current_lock_text(compiled)
+    rewrite = dump_lock(compiled.plan.name, allocs) != current
     return {
         "site": compiled.plan.name,
         "summary": summary_line(compiled),
@@ -87,9 +130,13 @@ def plan_data(compiled: Compiled, tree: TreeDiff, target: Path) -> dict[str, Any
             "fabric_links_added": {k: str(allocs.fabric_links[k]) for k in change.added_links},
             "fabric_links_freed": list(change.freed_links),
             "orphaned": {h: str(allocs.pod_cidrs[h]) for h in change.orphaned},
+            "moves": [{"section": m.section, "key": m.key, "old": m.old, "new": m.new, "was_in": m.source}
+                      for m in change.moves],
+            # render would write the lock (new entries, or only its form: order, quoting, version...)
+            "lock_rewritten": rewrite,
         },
         "files": {"added": list(tree.added), "removed": list(tree.removed), "changed": list(tree.changed)},
-        "changes": bool(change.lock_changes or not tree.empty),
+        "changes": bool(change.lock_changes or rewrite or not tree.empty),
     }
 
 
@@ -102,6 +149,13 @@ def plan_text(data: dict[str, Any]) -> str:
                  f"{len(a['fabric_links_freed'])} fabric links to free")
     if rows:
         lines.append(text_table(("node", "pod prefix"), rows))
+    if a["moves"]:
+        lines.append(f"MOVES (--allow-moves): {len(a['moves'])} locked allocations get new values")
+        lines.append(text_table(("section", "key", "old", "new", "was in"),
+                                [(m["section"], m["key"], m["old"], m["new"], m["was_in"]) for m in a["moves"]]))
+    if a["lock_rewritten"] and not any(a[k] for k in ("pod_cidrs_added", "node_addresses_added",
+                                                        "fabric_links_added", "fabric_links_freed", "moves")):
+        lines.append("lock file: would be rewritten in its canonical form (same allocations)")
     if a["orphaned"]:
         lines.append("orphaned (reserved until `provisioner release`): "
                      + ", ".join(f"{h} {c}" for h, c in a["orphaned"].items()))
@@ -125,10 +179,16 @@ def plan_markdown(data: dict[str, Any], diff_text: str) -> str:
         ("fabric links added", len(a["fabric_links_added"])),
         ("fabric links freed", len(a["fabric_links_freed"])),
         ("orphaned nodes (reserved)", len(a["orphaned"])),
+        ("locked allocations moved", len(a["moves"])),
+        ("lock file rewritten", "yes" if a["lock_rewritten"] else "no"),
         ("files added", len(f["added"])),
         ("files removed", len(f["removed"])),
         ("files changed", len(f["changed"])),
     ]))
+    if a["moves"]:
+        out += ["", f"**{len(a['moves'])} locked allocations move (--allow-moves)**", "",
+                md_table(("section", "key", "old", "new"),
+                         [(m["section"], m["key"], m["old"], m["new"]) for m in a["moves"]])]
     if a["pod_cidrs_added"]:
         out += ["", details(f"{len(a['pod_cidrs_added'])} new pod prefixes",
                             md_table(("node", "pod prefix"), list(a["pod_cidrs_added"].items())))]
@@ -168,8 +228,9 @@ def plan_tolerance(compiled: Compiled) -> list[str]:
                    "for a CI artifact the comment links to")
 @click.option("--details-url", default=None, metavar="URL",
               help="with --against: where the --details-dir files are published; the comment links there")
+@allow_moves_option
 def plan(site: Path, out: Path | None, fmt: str, show_diff: bool, exit_code: bool, against: str | None,
-         details_dir: Path | None = None, details_url: str | None = None) -> int:
+         allow_moves: bool = False, details_dir: Path | None = None, details_url: str | None = None) -> int:
     """Show what a render of SITE would change: allocations and files. Writes nothing.
 
     With --against REF: what the change means against a base (nodes, racks, /24s, sessions, anycast
@@ -185,7 +246,7 @@ def plan(site: Path, out: Path | None, fmt: str, show_diff: bool, exit_code: boo
         return 1 if exit_code and (changed or errors) else 0
     if details_dir is not None or details_url is not None:
         raise InputError("--details-dir and --details-url only apply with --against")
-    compiled = compile_site(site)
+    compiled = compile_site(site, allow_moves=allow_moves, out=out)
     artifacts = render_plan(compiled.plan)
     target = out or default_out(compiled.source)
     current = read_tree(target)

@@ -135,7 +135,7 @@ def test_example_allocations_are_first_fit_in_site_order(site_copy, tmp_path: Pa
 
 
 def test_lock_is_serialised(tmp_path: Path):
-    fd = os.open(tmp_path / ".provisioner.lock", os.O_RDWR | os.O_CREAT)
+    fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
     fcntl.flock(fd, fcntl.LOCK_EX)
     try:
         with pytest.raises(InputError, match="another provisioner run"), site_lock(tmp_path, wait=False):
@@ -144,6 +144,7 @@ def test_lock_is_serialised(tmp_path: Path):
         os.close(fd)
     with site_lock(tmp_path, wait=False):
         pass
+    assert list(tmp_path.iterdir()) == []  # taking the lock writes nothing into the site
 
 
 def test_assigned_addresses_never_take_a_router_id(site_copy, tmp_path: Path):

@@ -177,8 +177,8 @@ def test_bootstrap_pieces_per_control_plane_vm(rendered):
     site_cfg = cluster_config(artifacts["control-plane/kubeadm-config.yaml"])
     first, *others = plan.control_plane
     docs = [d for d in yaml.safe_load_all(artifacts[f"control-plane/{first.name}/kubeadm-bootstrap.yaml"]) if d]
-    assert [d["kind"] for d in docs] == ["InitConfiguration", "ClusterConfiguration"]
-    init, cluster = docs
+    assert [d["kind"] for d in docs] == ["InitConfiguration", "ClusterConfiguration", "KubeletConfiguration"]
+    init, cluster, _kubelet = docs
     assert cluster == site_cfg  # the same document, not a second copy to drift
     assert init["apiVersion"] == "kubeadm.k8s.io/v1beta4"
     assert init["localAPIEndpoint"] == {"advertiseAddress": str(first.address), "bindPort": 6443}
@@ -260,7 +260,7 @@ def test_etcd_rules_reach_the_cli(site_copy):
     site_dir = _edit_site(site_copy("lab"), edit)
     rc, _out, err = run_cli("render", str(site_dir), "--out", str(site_dir.parent / "out"))
     assert rc == 2
-    assert "site.yaml:" in err and "vms.etcd_events[2].dc" in err and "a majority" in err
+    assert "site.yaml:" in err and "events etcd VM events3: dc:" in err and "a majority" in err
     assert not (site_dir.parent / "out").exists()
 
 

@@ -13,7 +13,7 @@ import json
 import pytest
 
 from tests.conftest import LAB
-from tests.helpers import run_cli
+from tests.helpers import field_in_object, run_cli
 
 LAB_TEXT = (LAB / "site.yaml").read_text()
 
@@ -67,7 +67,8 @@ def test_hostile_value_is_rejected_and_nothing_rendered(site_copy, tmp_path, old
     out = tmp_path / "out"
     code, stdout, stderr = run_cli("render", str(site), "--out", str(out))
     assert code == 2, f"exit {code}\n{stdout}\n{stderr}"
-    assert field in stderr, f"the error does not name {field}:\n{stderr}"
+    assert f" {field_in_object(field)}" in stderr and "site.yaml:" in stderr, (
+        f"the error does not name {field}:\n{stderr}")
     assert "Traceback" not in stderr
     assert not out.exists() or not any(out.rglob("*")), "something was rendered"
 
@@ -117,6 +118,6 @@ def test_valid_value_with_a_trailing_newline_is_refused(site_copy, tmp_path, old
     assert run_cli("validate", str(site))[0] == 0, "the same edit without the newline must load"
     (site / "site.yaml").write_text(hostile_site(old, new, valid + "\n"))
     code, _, err = run_cli("render", str(site), "--out", str(tmp_path / "out"))
-    assert code == 2 and field in err, err
+    assert code == 2 and f" {field_in_object(field)}" in err and "site.yaml:" in err, err
     assert not (tmp_path / "out").exists()
     assert (site / "allocations.yaml").read_text() == lock_before
