@@ -20,8 +20,8 @@ from tests.review_scenarios import SCENARIOS, prepare
 EXPECTED_LINES = {
     "timers": ["- `bgp.hold_time`: 9 -> 6 (807 sessions, 765 files)",
                "- `bgp.keepalive`: 3 -> 2 (807 sessions, 765 files)"],
-    "anycast": ["- `address_plan.anycast`: [10.200.1.0/24] -> [10.200.9.0/24] (720 sessions, 763 files)"],
-    "rack": ["- `dcs[dc2].racks`: +1 rack added (dc2-r13) (22 sessions, 45 files)"],
+    "anycast": ["- `address_plan.anycast`: [10.200.1.0/24] -> [10.200.9.0/24] (720 sessions, 1,483 files)"],
+    "rack": ["- `dcs[dc2].racks`: +1 rack added (dc2-r13) (22 sessions, 105 files)"],
     "cp-move": ["- `vms.control_plane[cp1].rack`: dc1-r01 -> dc1-r03 (2 sessions, 6 files)",
                 "- `vms.control_plane[cp1].address`: 10.1.1.201 -> 10.1.3.210 (2 sessions, 6 files)"],
 }
@@ -92,7 +92,7 @@ def test_identical_changes_on_many_racks_are_one_line(site_copy):
     params = json.loads(out)["semantic"]["parameters"]
     assert [p["line"] for p in params] == [
         "dcs[*].racks[*].aggregate_pods: false -> true on 12 racks (dc1-r01, dc1-r02, dc1-r03, dc1-r04 and 8 more) "
-        "(12 files)"]  # the ToRs' frr.conf; no session parameter changes
+        "(14 files)"]  # the ToRs' frr.conf and dc1's spines' FROM-<tor> lists; no session parameter changes
     assert params[0]["count"] == 12 and len(params[0]["paths"]) == 12
 
 
@@ -121,7 +121,8 @@ def test_details_dir_holds_everything(sites, tmp_path):
     assert len((out_dir / "diff.patch").read_text()) > 8 * GITHUB_LIMIT  # what the comment could not hold
     assert "[complete lists](https://ci.example.org/run/1)" in comment
     files = (out_dir / "files.txt").read_text().split("\ngrouped:\n")[0].splitlines()
-    assert len([f for f in files if f.startswith("~ nodes/")]) == 720
+    # every node's bird.conf and its health checks (each anycast range has its own check)
+    assert len([f for f in files if f.startswith("~ nodes/")]) == 1440
     data = json.loads((out_dir / "plan.json").read_text())
     assert data["diff"] == (out_dir / "diff.patch").read_text()
 
