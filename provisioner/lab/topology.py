@@ -225,6 +225,7 @@ def derive(plan: Plan, prefix: str | None = None) -> Topology:
         links.append(rack_link("node-tor", node.hostname, node.address, node.prefixlen, node.tor, node.session.id))
     for vm in plan.vms:
         addr, peer = mgmt()
+        daemons: tuple[str, ...]
         if vm.role == "control_plane":
             daemons, loop = ("apiserver", "bird", "health"), (IPv4Interface(f"{plan.api_address}/32"),)
             configs = tuple((f"control-plane/{vm.name}/{rel}", target) for rel, target in SERVER_CONFIGS)
