@@ -18,7 +18,7 @@ def test_an_upstream_with_a_site_asn_is_refused_with_its_line(site_copy):
     _edit(site, "{name: dc1-border, router_id: 198.18.0.101, asn: 64900}",
           "{name: dc1-border, router_id: 198.18.0.101, asn: 65101}")
     before = (site / "allocations.yaml").read_bytes()
-    code, out, err = run_cli("validate", str(site))
+    code, _out, err = run_cli("validate", str(site))
     assert code == 2
     assert "site.yaml:" in err and "65101" in err and "dc1-border" in err, err
     assert (site / "allocations.yaml").read_bytes() == before
