@@ -49,11 +49,15 @@ LOGS=$HDIR/logs
 mkdir -p "$LOGS"
 name=${1:?service}; action=${2:?action}
 
+alive() {  # a process that exists and is not a zombie (a killed daemon nobody reaped yet is not running)
+  [ -r "/proc/$1/status" ] && ! grep -q '^State:[[:space:]]*Z' "/proc/$1/status" 2>/dev/null
+}
+
 pids() {  # pid files -> live pids
   for f in "$@"; do
     [ -s "$f" ] || continue
     p=$(cat "$f" 2>/dev/null | head -n1)
-    [ -n "$p" ] && kill -0 "$p" 2>/dev/null && echo "$p"
+    [ -n "$p" ] && alive "$p" && echo "$p"
   done
   return 0
 }
@@ -64,9 +68,9 @@ stop_pids() {
   kill $list 2>/dev/null || true
   i=0
   while [ $i -lt 100 ]; do
-    alive=""
-    for p in $list; do kill -0 "$p" 2>/dev/null && alive="$alive $p"; done
-    [ -z "$alive" ] && break
+    still=""
+    for p in $list; do alive "$p" && still="$still $p"; done
+    [ -z "$still" ] && break
     sleep 0.1; i=$((i + 1))
   done
   for p in $list; do kill -9 "$p" 2>/dev/null || true; done

@@ -27,6 +27,7 @@ from typing import Any
 from ..plan import Plan
 from .hosts import nsenter_argv
 from .standin import PORTS
+from .topology import OUTSIDE
 
 # Forwarding hops on the longest designed path, pod to pod across DCs: node, ToR, spine, spine, ToR, node. A
 # packet sent with this TTL + 1 arrives; one caught in a loop does not.
@@ -97,16 +98,69 @@ def _relation(pod: dict[str, Any], other: dict[str, Any]) -> str:
     return "same rack" if other["rack"] == pod["rack"] else "other rack"
 
 
+class Reach:
+    """Who can reach whom with the failures in effect: a server reaches another when both are up with their
+    ToR sessions up, and their ToRs are the same or joined through live uplinks and spines."""
+
+    def __init__(self, plan: Plan, health: Any):
+        self.plan, self.health = plan, health
+        self.session_of = {s.a.host: s for s in plan.sessions if s.kind in ("node-tor", "vm-tor")}
+        self.tor_of = {n.hostname: n.tor for n in plan.nodes} | {v.name: v.tor for v in plan.vms}
+        adj: dict[str, set[str]] = {s.name: set() for s in plan.spines if health.up(s.name)}
+        for s in plan.sessions:
+            if s.kind == "spine-spine" and health.session_up(s):
+                adj[s.a.host].add(s.b.host)
+                adj[s.b.host].add(s.a.host)
+        self.spines_reach: dict[str, set[str]] = {}
+        for start in adj:
+            seen, todo = {start}, [start]
+            while todo:
+                for nxt in adj[todo.pop()] - seen:
+                    seen.add(nxt)
+                    todo.append(nxt)
+            self.spines_reach[start] = seen
+
+    def spines_of(self, tor: str) -> set[str]:
+        """Spines a ToR reaches over its live uplinks, and every spine those reach."""
+        if not self.health.up(tor):
+            return set()
+        direct = {u.b.host for u in self.plan.tor_by_name[tor].uplinks if self.health.session_up(u)}
+        return set().union(*(self.spines_reach.get(s, set()) for s in direct)) if direct else set()
+
+    def server_up(self, host: str) -> bool:
+        s = self.session_of.get(host)
+        if s is None:  # a VM without BGP: up, its ToR up, the link between them not cut
+            tor = self.tor_of[host]
+            return self.health.up(host) and self.health.up(tor) and frozenset((host, tor)) not in \
+                self.health.cut_links
+        return self.health.session_up(s)
+
+    def servers(self, a: str, b: str, *, via_default: bool = False) -> bool:
+        """``a`` reaches ``b``. Servers learn only the default and the pod pools from their ToR, so anything but a
+        pod (``via_default``) needs the ToR to have a default, that is a live uplink, even inside the rack."""
+        if not (self.server_up(a) and self.server_up(b)):
+            return False
+        ta, tb = self.tor_of[a], self.tor_of[b]
+        if via_default and not self.spines_of(ta):
+            return False
+        return ta == tb or bool(self.spines_of(ta) & self.spines_of(tb))
+
+    def upstream(self, server: str, upstream: str) -> bool:
+        """``server`` reaches the probe address of ``upstream`` through its default route."""
+        if not (self.server_up(server) and self.health.up(upstream)):
+            return False
+        spines = {s.a.host for s in self.plan.sessions if s.kind == "spine-upstream" and s.b.host == upstream
+                  and self.health.session_up(s)}
+        return bool(spines & self.spines_of(self.tor_of[server]))
+
+
 def probes(state: dict[str, Any], plan: Plan, health: Any) -> list[Probe]:
     pods = state.get("pods", {})
-    live = {name: p for name, p in pods.items() if health.up(p["node"])}
+    reach = Reach(plan, health)
+    live = {name: p for name, p in pods.items() if reach.server_up(p["node"])}
     out: list[Probe] = []
     by_node = {n.hostname: n for n in plan.nodes}
-    announcers = {dc: {n.hostname for n in plan.nodes if n.dc == dc and health.announces_anycast(n.hostname)}
-                  for dc in plan.dcs}
-    api = {dc: {v.name for v in plan.control_plane if v.dc == dc and health.announces_api(v.name)}
-           for dc in plan.dcs}
-    live_upstreams = {name: u for name, u in state.get("upstreams", {}).items() if health.up(name)}
+    upstreams = state.get("upstreams", {})
     anycast_addr = str(next(plan.anycast[0].hosts()))
     unserved_anycast = str(plan.anycast[0].broadcast_address - 1)
     for name, pod in sorted(live.items()):
@@ -115,8 +169,8 @@ def probes(state: dict[str, Any], plan: Plan, health: Any) -> list[Probe]:
         picks = {}
         for where in ("same rack", "other rack", "other DC"):
             candidates = [(n, p) for n, p in others if _relation(pod, p) == where]
-            alive = [(n, p) for n, p in candidates if health.up(p["node"])]
-            dead = [(n, p) for n, p in candidates if not health.up(p["node"])]
+            alive = [(n, p) for n, p in candidates if reach.servers(pod["node"], p["node"])]
+            dead = [(n, p) for n, p in candidates if not reach.servers(pod["node"], p["node"])]
             if alive:
                 target, tp = picks[where] = alive[0]
                 out.append(Probe("dataplane", f"pod {name} -> pod {target} ({where}): icmp",
@@ -126,24 +180,11 @@ def probes(state: dict[str, Any], plan: Plan, health: Any) -> list[Probe]:
                                  answered_by({target}, target)))
             if dead:
                 target, tp = dead[0]
-                out.append(Probe("drill", f"drill: pod {name} -> pod {target} ({where}) gone",
+                out.append(Probe("drill", f"drill: pod {name} -> pod {target} ({where}) unreachable",
                                  _in_pod(state, name, _ping(tp["address"])), replied(False)))
-        here = announcers.get(node.dc) or set().union(*announcers.values())
-        want = "a node of " + (node.dc if announcers.get(node.dc) else "another DC")
-        if here:
-            out.append(Probe("dataplane", f"pod {name} -> anycast {anycast_addr}",
-                             _in_pod(state, name, _curl(f"http://{anycast_addr}:{PORTS['proxy']}/")),
-                             answered_by(here, want)))
-        cps = api.get(node.dc) or set().union(*api.values())
-        if cps:
-            out.append(Probe("dataplane", f"pod {name} -> API {plan.api_address}",
-                             _in_pod(state, name, _curl(f"https://{plan.api_address}:{PORTS['apiserver']}/")),
-                             answered_by(cps, "a control-plane VM of " + (node.dc if api.get(node.dc)
-                                                                           else "another DC"))))
-        mine = [u for u in live_upstreams.values() if u["dc"] == node.dc] or list(live_upstreams.values())
-        for u in mine[:1]:
-            out.append(Probe("dataplane", f"pod {name} -> upstream probe {u['probe']} (egress)",
-                             _in_pod(state, name, _ping(u["probe"])), replied(True)))
+        out += _service_probes(state, plan, health, reach, name, node, anycast_addr)
+        out += _egress_probes(state, reach, f"pod {name}", pod["node"], node.dc, upstreams,
+                              lambda argv, n=name: _in_pod(state, n, argv))
         out.append(Probe("dataplane", f"pod {name} -> unserved anycast {unserved_anycast}: no loop",
                          _in_pod(state, name, _ping(unserved_anycast)), never_loops))
         if "other DC" in picks:
@@ -154,13 +195,50 @@ def probes(state: dict[str, Any], plan: Plan, health: Any) -> list[Probe]:
     # Nodes reach the outside too (image pulls), from their own address: the first live node of each DC.
     seen: set[str] = set()
     for n in plan.nodes:
-        if n.dc in seen or not health.up(n.hostname) or n.hostname not in state["hosts"]:
+        if n.dc in seen or not reach.server_up(n.hostname) or n.hostname not in state["hosts"]:
             continue
         seen.add(n.dc)
-        mine = [u for u in live_upstreams.values() if u["dc"] == n.dc] or list(live_upstreams.values())
-        for u in mine[:1]:
-            out.append(Probe("dataplane", f"node {n.hostname} -> upstream probe {u['probe']} (egress)",
-                             nsenter_argv(state, n.hostname, _ping(u["probe"])), replied(True)))
+        out += _egress_probes(state, reach, f"node {n.hostname}", n.hostname, n.dc, upstreams,
+                              lambda argv, h=n.hostname: nsenter_argv(state, h, argv))
+    return out
+
+
+def _service_probes(state: dict[str, Any], plan: Plan, health: Any, reach: Reach, name: str, node: Any,
+                    anycast_addr: str) -> list[Probe]:
+    """Anycast and the API from a pod: answered inside its DC while the DC has a reachable healthy server."""
+    out = []
+    servers = [n for n in plan.nodes if health.announces_anycast(n.hostname) and
+               (n.hostname == node.hostname or reach.servers(node.hostname, n.hostname, via_default=True))]
+    here = {n.hostname for n in servers if n.dc == node.dc} or {n.hostname for n in servers}
+    if here:
+        want = "a node of " + (node.dc if any(n.dc == node.dc for n in servers) else "another DC")
+        out.append(Probe("dataplane", f"pod {name} -> anycast {anycast_addr}",
+                         _in_pod(state, name, _curl(f"http://{anycast_addr}:{PORTS['proxy']}/")),
+                         answered_by(here, want)))
+    cps = [v for v in plan.control_plane
+           if health.announces_api(v.name) and reach.servers(node.hostname, v.name, via_default=True)]
+    mine = {v.name for v in cps if v.dc == node.dc} or {v.name for v in cps}
+    if mine:
+        want = "a control-plane VM of " + (node.dc if any(v.dc == node.dc for v in cps) else "another DC")
+        out.append(Probe("dataplane", f"pod {name} -> API {plan.api_address}",
+                         _in_pod(state, name, _curl(f"https://{plan.api_address}:{PORTS['apiserver']}/")),
+                         answered_by(mine, want)))
+    return out
+
+
+def _egress_probes(state: dict[str, Any], reach: Reach, who: str, server: str, dc: str,
+                   upstreams: dict[str, Any], wrap: Callable[[list[str]], list[str]]) -> list[Probe]:
+    """The DC's own upstream probe while it is reachable; the address every upstream holds (the outside)
+    whenever any upstream is reachable; a drill row when none is."""
+    out = []
+    own = [(u, v) for u, v in sorted(upstreams.items()) if v["dc"] == dc and reach.upstream(server, u)]
+    for _u, v in own[:1]:
+        out.append(Probe("dataplane", f"{who} -> upstream probe {v['probe']} (egress)",
+                         wrap(_ping(v["probe"])), replied(True)))
+    anywhere = [u for u in upstreams if reach.upstream(server, u)]
+    kind, name = ("dataplane", f"{who} -> the outside {OUTSIDE} (egress)") if anywhere else \
+        ("drill", f"drill: {who} -> the outside {OUTSIDE}: no way out")
+    out.append(Probe(kind, name, wrap(_ping(OUTSIDE)), replied(bool(anywhere))))
     return out
 
 

@@ -163,19 +163,16 @@ def restore(site: str | Path, *, prefix: str | None = None) -> list[dict[str, An
         if entry["kind"] not in ("link", "service"):
             for host in entry["hosts"]:
                 start_sshd(state, host)
+    # No FRR restart after a restored link: the switch configs turn kernel nexthop groups off (FRR 8.4's zebra
+    # lost ECMP members of a kernel nexthop group when an interface went down and up; docs/network.md).
     starts = [(h, s) for e in undone if e["kind"] != "link" for h, services in e["hosts"].items() for s in services]
-    # FRR 8.4.4 zebra loses ECMP members of kernel nexthop groups when an interface goes down and up (zebra
-    # shows two next hops, the kernel keeps one): restart FRR on the switches at the ends of a restored link.
-    flapped = {h for e in undone if e["kind"] == "link" for h, _ in e["ends"]
-               if "frr" in state["hosts"][h]["daemons"] and "frr" in running_services(state, h)}
-    restarts = [(h, "frr") for h in sorted(flapped)]
 
     def start(item: tuple[str, str, str]) -> str | None:
         out = svc(state, item[0], item[1], item[2], timeout=90)
         return None if out.returncode == 0 else f"{item[0]}: {item[1]}: {(out.stderr or out.stdout).strip()}"
 
     with ThreadPoolExecutor(max_workers=8) as pool:
-        jobs = [(h, s, "start") for h, s in starts] + [(h, s, "restart") for h, s in restarts]
+        jobs = [(h, s, "start") for h, s in starts]
         errors = [e for e in pool.map(start, jobs) if e]
     state["failures"] = []
     st.save(state)

@@ -22,6 +22,10 @@ DEFAULT_PREFIX = "plab"
 PREFIX_ENV = "PROVISIONER_LAB_PREFIX"
 LAB_RANGE = IPv4Network("198.18.0.0/15")
 MGMT_RANGE = IPv4Network("198.19.240.0/20")
+# "The outside" of the data-plane checks: an address every lab upstream holds on lo and none announces, so a
+# packet reaches it only by following default routes out of the site (and is answered by whichever upstream
+# it left through).
+OUTSIDE = "198.18.255.254"
 IFNAMSIZ = 15
 MGMT_IF = "mgmt0"
 RACK_BRIDGE = "br-rack"
@@ -245,7 +249,8 @@ def derive(plan: Plan, prefix: str | None = None) -> Topology:
         addr, peer = mgmt()
         hosts.append(LabHost(
             name=up.name, kind="upstream", role="upstream", dc=up.dc, rack=None, ns=f"{prefix}-{up.name}",
-            mgmt=addr, mgmt_peer=peer, loopback=(IPv4Interface(f"{up.router_id}/32"),), forwarding=True,
+            mgmt=addr, mgmt_peer=peer, loopback=(IPv4Interface(f"{up.router_id}/32"), IPv4Interface(f"{OUTSIDE}/32")),
+            forwarding=True,
             daemons=("frr",), configs=(), hardware=switch_hw,
         ))
     peer_ports: dict[str, int] = {}

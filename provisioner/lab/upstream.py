@@ -20,6 +20,7 @@ def frr_conf(plan: Plan, up: PlanUpstream) -> str:
         f"hostname {up.name}",
         "log syslog informational",
         "service integrated-vtysh-config",
+        "no zebra nexthop kernel enable",
         "!",
         "route-map ALL permit 10",
         "exit",
@@ -28,8 +29,9 @@ def frr_conf(plan: Plan, up: PlanUpstream) -> str:
         f" bgp router-id {up.router_id}",
         " bgp ebgp-requires-policy",
     ]
-    if plan.bgp.graceful_restart:
-        lines.append(" bgp graceful-restart")
+    # No graceful restart here: a restarting FRR defers its first updates (the default included) until every
+    # GR peer sent End-of-RIB or select-defer-time passes, which held a restored upstream's default back for
+    # over 30 s in the lab. An upstream is not the site's to tune; the site's own switches keep GR.
     if (plan.bgp.keepalive, plan.bgp.hold_time) != (3, 9):
         lines.append(f" timers bgp {plan.bgp.keepalive} {plan.bgp.hold_time}")
     for s in up.sessions:

@@ -11,6 +11,7 @@ from provisioner.lab.topology import (
     IFNAMSIZ,
     LAB_RANGE,
     MGMT_RANGE,
+    OUTSIDE,
     TopologyError,
     derive,
     lab_prefix,
@@ -94,7 +95,7 @@ def test_upstreams_are_lab_hosts_holding_their_probe_address(topo):
     for u in PLAN.upstreams:
         h = topo.host(u.name)
         assert h.kind == "upstream" and h.dc == u.dc and h.daemons == ("frr",) and h.forwarding
-        assert [a.ip for a in h.loopback] == [u.router_id]
+        assert [str(a.ip) for a in h.loopback] == [str(u.router_id), OUTSIDE]
         links = [li for li in topo.links if u.name in li.hosts]
         assert {li.kind for li in links} == {"spine-upstream"} and len(links) == len(u.sessions)
 
