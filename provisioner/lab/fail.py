@@ -19,7 +19,7 @@ from typing import Any
 
 from ..pipeline import compile_site
 from . import state as st
-from .daemons import kill_services, running_services, svc
+from .daemons import kill_services, svc
 from .hosts import start_sshd, stop_sshd
 from .netns import LabError, run
 from .topology import derive
