@@ -254,6 +254,14 @@ def collect(outcome: BatchOutcome, event: dict[str, Any], hosts: set[str] | None
     host = data.get("host")
     if not host or not kind.startswith("runner_on_") or kind in ("runner_on_start",):
         return
+    if kind == "runner_on_file_diff":
+        # a task with no_log (files holding secrets) whose content would change: ansible-runner censors the
+        # diff; say that the file changes, never how
+        if not data.get("diff") and not outcome.stats_seen:
+            hidden = {"task": data.get("task", ""), "path": None, "hidden": True}
+            if hidden not in outcome.diffs.get(host, []):
+                outcome.diffs.setdefault(host, []).append(hidden)
+        return
     stats = outcome.hosts.setdefault(host, dict(_ZERO))
     res = data.get("res") or {}
     if outcome.stats_seen:
