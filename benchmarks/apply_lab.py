@@ -8,7 +8,9 @@ processes (interpreter start, render, pre-flight, Ansible, gates):
   first       the first apply: every switch, both etcd clusters bootstrapped, every BIRD host started
   noop        an apply with nothing to change, default order (etcd, canary, one rack per batch)
   noop-100%   the same with ``--batch 100%`` (etcd, canary, the rest)
+  check       ``--check`` of that change (Ansible check mode: diffs, nothing written)
   one-switch  one ToR's frr.conf changed (a comment), so only that switch and the gates run
+  back        the first run's tree again (that ToR back)
 
 For each: the wall time, pre-flight seconds and each batch's seconds (from the run report). Prints a markdown
 table and writes ``benchmarks/results/apply-<site>.json``. Not a test: nothing is asserted. Takes the lab down
@@ -58,6 +60,7 @@ def apply(site: Path, overlay: Path, runs: Path, pki: Path, *args: str) -> dict[
         raise SystemExit(f"apply {' '.join(args)} failed (exit {proc.returncode}):\n{proc.stdout[-3000:]}\n"
                          f"{proc.stderr[-3000:]}")
     return {"wall": round(wall, 1), "run_id": report.get("run_id"), "changed": report.get("changed"),
+            "diffs": sorted(report.get("diffs") or {}),
             "timings": report.get("timings", {}),
             "batches": [{"name": b["name"], "hosts": len(b["hosts"]), "seconds": b.get("seconds")}
                         for b in report.get("batches", [])]}
@@ -116,6 +119,9 @@ def main() -> None:
         shutil.copytree(good_tree, changed)
         conf = changed / "tors" / tor / "frr.conf"
         conf.write_text(conf.read_text() + "! benchmark: one changed line\n")
+        run["check"] = apply(site, overlay, runs, pki_dir, "--tree", str(changed), "--check")
+        if run["check"]["diffs"] != [tor]:
+            raise SystemExit(f"check mode showed diffs for {run['check']['diffs']}, expected [{tor}]")
         run["one-switch"] = apply(site, overlay, runs, pki_dir, "--tree", str(changed))
         run["back"] = apply(site, overlay, runs, pki_dir, "--tree", str(good_tree))
         results["runs"] = run
