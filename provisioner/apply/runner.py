@@ -186,7 +186,10 @@ def redact(directory: Path, values: list[str]) -> list[str]:
 
 PLAYBOOK_OF = {"switches": "switches.yml", "etcd": "etcd.yml", "canary": "nodes.yml", "racks": "nodes.yml"}
 GUARD_PLAY = re.compile(r"^provisioner batch (\d+)/(\d+): ")
-GUARD_WAIT = 3600  # seconds a guard waits for the controller's word before it stops the rollout by itself
+# Seconds a guard waits for the controller's word before it stops the rollout by itself. The controller answers
+# within milliseconds of seeing the guard start (nobody is asked anything during the run), so this only matters
+# when the controller died: the orphaned ansible-playbook then stops at its next guard instead of going on.
+GUARD_WAIT = 300
 
 
 @dataclass
@@ -267,8 +270,11 @@ def run_rollout(run: RunDir, plan_batches: list[Batch], opts: Options, secret_na
             m = GUARD_PLAY.match((event.get("event_data") or {}).get("play", ""))
             if m:
                 i = int(m.group(1)) - 1
-                go = seq.begin(i)
-                write_file_atomic(gate_file(gates, i), "go\n" if go else "stop\n")
+                go = False
+                try:
+                    go = seq.begin(i)
+                finally:  # whatever happens here, the guard gets an answer (stop unless all is well)
+                    write_file_atomic(gate_file(gates, i), "go\n" if go else "stop\n")
                 return True
         seq.event(event)
         if progress is not None:
@@ -292,12 +298,18 @@ def run_rollout(run: RunDir, plan_batches: list[Batch], opts: Options, secret_na
                # against known_hosts, and ssh must keep holding every connection to the same keys
                "ANSIBLE_HOST_KEY_CHECKING": "True",
                "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])}
-        r = ansible_runner.run(
-            private_data_dir=str(run.data_dir), project_dir=str(PLAYBOOKS), playbook=str(playbook),
-            inventory=[str(p) for p in opts.inventories], limit=",".join([*hosts, "localhost"]), ident="rollout",
-            extravars=dict(opts.extravars), cmdline=" ".join(_quote(c) for c in cmd) or None, envvars=env,
-            event_handler=handler, quiet=True, verbosity=opts.verbosity or None, rotate_artifacts=0,
-        )
+        try:
+            r = ansible_runner.run(
+                private_data_dir=str(run.data_dir), project_dir=str(PLAYBOOKS), playbook=str(playbook),
+                inventory=[str(p) for p in opts.inventories], limit=",".join([*hosts, "localhost"]),
+                ident="rollout", extravars=dict(opts.extravars), cmdline=" ".join(_quote(c) for c in cmd) or None,
+                envvars=env, event_handler=handler, quiet=True, verbosity=opts.verbosity or None,
+                rotate_artifacts=0,
+            )
+        finally:  # interrupted or crashed: a playbook that is still running stops at its next guard
+            for i in range(len(plan_batches)):
+                if not gate_file(gates, i).exists():
+                    write_file_atomic(gate_file(gates, i), "stop\n")
         leaked = redact(run.path, values)
     outcomes = seq.finish(r.rc == 0 and r.status == "successful",
                           f"ansible-runner {r.status}, rc {r.rc}; see {run.data_dir}/artifacts/rollout")
