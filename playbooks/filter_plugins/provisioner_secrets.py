@@ -9,6 +9,7 @@ named exactly NAME). Errors name the secret, never its value. Tasks that use ``i
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 
@@ -57,6 +58,42 @@ def inject_secrets(text, *sources):
     return out
 
 
+def file_differs(installed, content, owner, group, mode, *secret_sources):
+    """Does an installed file (as a probe module reported it) differ from what ``copy`` would write?
+
+    Lets a play skip ``copy`` (a stat, a transfer and a module run) when the file is already right, after one
+    probe per host reported each file's sha1, owner, group and mode. Placeholders are injected first, as the
+    ``copy`` task does; if that fails (a missing or unsafe secret) the answer is "differs", so ``copy`` runs and
+    fails with its own message, which names the secret, never a value.
+    """
+    if not isinstance(installed, dict) or not installed.get("exists"):
+        return True
+    if secret_sources:
+        try:
+            content = inject_secrets(content, *secret_sources)
+        except AnsibleFilterError:
+            return True
+    digest = hashlib.sha1(str(content).encode("utf-8")).hexdigest()  # the checksum copy uses
+    return (installed.get("checksum") != digest or installed.get("owner") != str(owner)
+            or installed.get("group") != str(group) or installed.get("mode") != str(mode).zfill(4))
+
+
+def pki_files(names, src_dir, dest_dir, owner):
+    """Certificates and keys read on the controller, as ``etcd_files`` entries (keys 0600, the rest 0644)."""
+    out = []
+    for name in names:
+        path = os.path.join(src_dir, name)
+        try:
+            with open(path, encoding="utf-8") as fh:
+                content = fh.read()
+        except OSError as exc:
+            raise AnsibleFilterError(f"{path}: {exc.strerror} (run `provisioner pki SITE`)") from None
+        out.append({"dest": f"{dest_dir}/{name}", "content": content, "owner": owner,
+                    "mode": "0600" if name.endswith(".key") else "0644"})
+    return out
+
+
 class FilterModule:
     def filters(self):
-        return {"secret_refs": secret_refs, "inject_secrets": inject_secrets}
+        return {"secret_refs": secret_refs, "inject_secrets": inject_secrets, "file_differs": file_differs,
+                "pki_files": pki_files}

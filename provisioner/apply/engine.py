@@ -6,6 +6,7 @@ Used by ``provisioner apply`` and ``provisioner rollback`` (and by the lab tests
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,8 +15,8 @@ from typing import Any
 from ..errors import InputError, Problem
 from ..plan import Plan
 from . import preflight as pf
-from .rollout import Batch, BatchOutcome, batches, run_batches
-from .runner import Options, create_run, last_successful, run_batch, run_lock, secret_refs
+from .rollout import Batch, BatchOutcome, batches
+from .runner import Options, create_run, last_successful, run_lock, run_rollout, secret_refs
 
 
 @dataclass
@@ -104,8 +105,10 @@ def execute(req: Request) -> tuple[int, dict[str, Any]]:
         }
         run = create_run(req.runs_root, req.tree, meta)
         inventories = [(run.tree_dir / "ansible" / "hosts.yml").resolve(), *(p.resolve() for p in req.inventories)]
-        report: dict[str, Any] = {"run_id": run.run_id, "run_dir": str(run.path), "site": req.plan.name,
-                                  "mode": req.mode, "check": req.check, "previous_run": meta["previous_run"]}
+        timings: dict[str, float] = {}  # seconds per phase: preflight, ansible (the one rollout run)
+        report: dict[str, Any] = {"timings": timings, "run_id": run.run_id, "run_dir": str(run.path),
+                                  "site": req.plan.name, "mode": req.mode, "check": req.check,
+                                  "previous_run": meta["previous_run"]}
 
         def finish(status: str, code: int, **extra: Any) -> tuple[int, dict[str, Any]]:
             meta.update(status=status, finished=_now(), **extra)
@@ -128,11 +131,13 @@ def execute(req: Request) -> tuple[int, dict[str, Any]]:
             return finish("ok", 0, hosts={}, changed=0, preflight={"hosts": 0, "mismatches": []})
 
         # pre-flight: every targeted host, in parallel, before anything changes
+        t0 = time.monotonic()
         results = pf.run(pf.targets(inventories, hosts, req.plan), accept_new=req.accept_new_host_keys)
         mismatches = [{"host": h, "check": c, "expected": e, "actual": a} for h, c, e, a in pf.mismatch_rows(results)]
         preflight = {"hosts": len(results), "mismatches": mismatches}
+        timings["preflight"] = round(time.monotonic() - t0, 2)
         if mismatches:
-            return finish("refused", 1, preflight=preflight, hosts={}, changed=0)
+            return finish("refused", 1, preflight=preflight, hosts={}, changed=0, timings=timings)
         report["preflight"] = preflight
 
         if req.confirm is not None and not req.confirm(plan_batches):
@@ -147,25 +152,17 @@ def execute(req: Request) -> tuple[int, dict[str, Any]]:
                        "pki_dir": str(req.pki_dir.resolve()) if req.pki_dir else "",
                        "gate_timeout": req.gate_timeout},
         )
-        names = secret_refs(req.tree)
-        progress = req.progress
-
-        def one(i: int, b: Batch) -> BatchOutcome:
-            if progress is not None:
-                progress.start_batch(i, len(plan_batches), b)
-            outcome = run_batch(run, i, b, opts, names, progress.event if progress is not None else None)
-            if progress is not None:
-                progress.end_batch(outcome)
-            return outcome
-
-        outcomes = run_batches(plan_batches, one, req.on_batch_start)
+        t0 = time.monotonic()
+        outcomes = run_rollout(run, plan_batches, opts, secret_refs(req.tree), progress=req.progress,
+                               on_batch_start=req.on_batch_start)
+        timings["ansible"] = round(time.monotonic() - t0, 2)
         failed = any(o.status == "failed" for o in outcomes)
         host_stats = {h: o.hosts.get(h, {}) | {"batch": o.batch.name, "state": _state(o, h)}
                       for o in outcomes for h in o.batch.hosts}
         report["outcomes"] = outcomes
         return finish(
             "failed" if failed else "ok", 1 if failed else 0,
-            preflight=preflight, hosts=host_stats, changed=sum(o.changed for o in outcomes),
+            preflight=preflight, hosts=host_stats, changed=sum(o.changed for o in outcomes), timings=timings,
             batches=[{"name": o.batch.name, "kind": o.batch.kind, "hosts": list(o.batch.hosts),
                       "racks": list(o.batch.racks), "status": o.status, "seconds": o.seconds,
                       "changed": o.changed} for o in outcomes],

@@ -1,17 +1,18 @@
-"""Run directories and one ansible-runner run per batch.
+"""Run directories and one ansible-runner run per rollout.
 
 Every apply (and rollback, and ``--check``) gets ``runs/<site>/<run_id>/``:
 
     run.json        what ran: mode, source, batches, per-host stats, status (ok | failed | refused | ...)
     tree/           the exact rendered tree pushed (placeholders only, never a secret value)
-    ansible/        ansible-runner's private_data_dir: env/, artifacts/<NN-batch>/ (events, stdout, command)
+    ansible/        ansible-runner's private_data_dir: rollout.yml (the generated playbook), gates/, env/,
+                    artifacts/rollout/ (events, stdout, command)
 
 Secrets: the values of ``@secret:NAME@`` placeholders come from Ansible Vault (``--secrets-file``, read by
 ansible-playbook itself) or from the controller's environment. ansible-runner records the whole process
 environment in ``artifacts/*/command``, so environment secrets are taken *out* of the environment for the
 run and handed to ansible-playbook in a 0600 variables file in a private temporary directory outside the run
 directory, deleted afterwards. As a last line of defence every file of the run directory is scanned for the
-values after each batch and any occurrence is redacted (and reported).
+values after the run and any occurrence is redacted (and reported).
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ import secrets as pysecrets
 import shutil
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +35,7 @@ from typing import Any
 from ..errors import InputError
 from ..paths import ansible_cfg, playbooks_dir
 from ..write import read_tree, write_file_atomic
-from .rollout import Batch, BatchOutcome
+from .rollout import Batch, BatchOutcome, Sequencer
 
 PLAYBOOKS = playbooks_dir()
 ANSIBLE_CFG = ansible_cfg()
@@ -182,7 +182,14 @@ def redact(directory: Path, values: list[str]) -> list[str]:
     return hits
 
 
-# --- one batch ----------------------------------------------------------------------------------------
+# --- one rollout: one ansible-playbook run for every batch ---------------------------------------------
+
+PLAYBOOK_OF = {"switches": "switches.yml", "etcd": "etcd.yml", "canary": "nodes.yml", "racks": "nodes.yml"}
+GUARD_PLAY = re.compile(r"^provisioner batch (\d+)/(\d+): ")
+# Seconds a guard waits for the controller's word before it stops the rollout by itself. The controller answers
+# within milliseconds of seeing the guard start (nobody is asked anything during the run), so this only matters
+# when the controller died: the orphaned ansible-playbook then stops at its next guard instead of going on.
+GUARD_WAIT = 300
 
 
 @dataclass
@@ -195,14 +202,86 @@ class Options:
     verbosity: int = 0
 
 
-def run_batch(run: RunDir, index: int, batch: Batch, opts: Options, secret_names: list[str],
-              event_handler: Callable[[dict[str, Any]], Any] | None = None) -> BatchOutcome:
-    """Run playbooks/site.yml limited to the batch's hosts through ansible-runner's Python API."""
+def gate_file(gates: Path, index: int) -> Path:
+    return gates / f"{index + 1:02d}"
+
+
+def rollout_playbook(plan_batches: list[Batch], gates: Path, playbooks: Path = PLAYBOOKS) -> str:
+    """The playbook of one rollout: per batch, a guard play on the controller, then the batch's play.
+
+    Each batch imports the ordinary playbook of its kind (switches.yml, etcd.yml, nodes.yml) with ``hosts``
+    set to exactly the batch's hosts and the whole batch at once (``serial: 100%``). The guard waits until the
+    controller writes ``go`` or ``stop`` into the batch's gate file: the controller has then seen every event
+    of the previous batch and lets the next start only if every host of it passed. A play whose host fails
+    stops the playbook by itself (``max_fail_percentage: 0``); the guard also catches unreachable hosts, which
+    Ansible does not count as failed.
+    """
+    import shlex
+
+    import yaml
+
+    plays: list[dict[str, Any]] = []
+    total = len(plan_batches)
+    for i, b in enumerate(plan_batches):
+        path = shlex.quote(str(gate_file(gates, i)))
+        wait = f"until [ -s {path} ]; do sleep 0.05; done; cat {path}"
+        plays.append({
+            "name": f"provisioner batch {i + 1}/{total}: {b.name}",
+            "hosts": "localhost", "connection": "local", "gather_facts": False,
+            "vars": {"provisioner_gate_cmd": f"timeout {GUARD_WAIT} sh -c {shlex.quote(wait)}"},
+            "tasks": [{
+                "name": "Wait for the controller (it stops the rollout after a failed batch)",
+                "ansible.builtin.assert": {
+                    "that": "lookup('ansible.builtin.pipe', provisioner_gate_cmd) == 'go'",
+                    "fail_msg": "stopped: an earlier batch did not pass", "quiet": True},
+            }],
+        })
+        play_vars: dict[str, Any] = {"provisioner_hosts": ":".join(b.hosts)}
+        play_vars["switch_serial" if b.kind == "switches" else "node_serial"] = "100%"
+        plays.append({"name": f"{b.name}: {len(b.hosts)} hosts",
+                      "ansible.builtin.import_playbook": str(playbooks / PLAYBOOK_OF[b.kind]), "vars": play_vars})
+    header = "# One rollout of provisioner apply, generated for this run: a guard play, then the batch's play.\n"
+    return header + yaml.safe_dump(plays, sort_keys=False, width=1000)
+
+
+def run_rollout(run: RunDir, plan_batches: list[Batch], opts: Options, secret_names: list[str], *,
+                progress: Any = None, on_batch_start: Callable[[int, Batch], None] | None = None) -> list[BatchOutcome]:
+    """Run every batch in one ansible-runner run (one ansible-playbook start, one SSH connection per host).
+
+    Returns one outcome per batch; batches after the first that did not pass are ``skipped`` (never contacted).
+    """
     import ansible_runner
 
-    ident = f"{index + 1:02d}-{re.sub(r'[^A-Za-z0-9.-]+', '-', batch.name).strip('-')}"
-    outcome = BatchOutcome(batch, "failed")
-    started = time.monotonic()
+    gates = run.data_dir / "gates"
+    gates.mkdir(mode=0o700, exist_ok=True)
+    playbook = run.data_dir / "rollout.yml"
+    playbook.write_text(rollout_playbook(plan_batches, gates))
+
+    def started(i: int, b: Batch) -> None:
+        if on_batch_start is not None:
+            on_batch_start(i, b)
+        if progress is not None:
+            progress.start_batch(i, len(plan_batches), b)
+
+    seq = Sequencer(plan_batches, on_start=started, on_end=progress.end_batch if progress is not None else None)
+
+    def handler(event: dict[str, Any]) -> bool:
+        if event.get("event") == "playbook_on_play_start":
+            m = GUARD_PLAY.match((event.get("event_data") or {}).get("play", ""))
+            if m:
+                i = int(m.group(1)) - 1
+                go = False
+                try:
+                    go = seq.begin(i)
+                finally:  # whatever happens here, the guard gets an answer (stop unless all is well)
+                    write_file_atomic(gate_file(gates, i), "go\n" if go else "stop\n")
+                return True
+        seq.event(event)
+        if progress is not None:
+            progress.event(event)
+        return True
+
+    hosts = [h for b in plan_batches for h in b.hosts]
     with secrets_from_environment(secret_names) as (env_file, values):
         cmd = []
         if env_file:
@@ -213,98 +292,33 @@ def run_batch(run: RunDir, index: int, batch: Batch, opts: Options, secret_names
             cmd += ["--vault-password-file", str(opts.vault_password_file)]
         if opts.check:
             cmd += ["--check", "--diff"]
-        extravars = dict(opts.extravars)
-        if batch.kind in ("canary", "racks"):
-            extravars["node_serial"] = "100%"  # the batch is the unit: the whole rack at once
-
-        def handler(event: dict[str, Any]) -> bool:
-            _collect(outcome, event)
-            if event_handler is not None:
-                event_handler(event)
-            return True
-
         env = {"ANSIBLE_CONFIG": str(ANSIBLE_CFG), "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_NOCOLOR": "1",
                "ANSIBLE_INVENTORY_ANY_UNPARSED_IS_FAILED": "True", "ANSIBLE_INVENTORY_UNPARSED_FAILED": "True",
                # ansible-runner turns host key checking off unless told otherwise; pre-flight checked the keys
                # against known_hosts, and ssh must keep holding every connection to the same keys
                "ANSIBLE_HOST_KEY_CHECKING": "True",
                "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])}
-        r = ansible_runner.run(
-            private_data_dir=str(run.data_dir), project_dir=str(PLAYBOOKS), playbook="site.yml",
-            inventory=[str(p) for p in opts.inventories], limit=",".join(batch.hosts), ident=ident,
-            extravars=extravars, cmdline=" ".join(_quote(c) for c in cmd) or None, envvars=env,
-            event_handler=handler, quiet=True, verbosity=opts.verbosity or None, rotate_artifacts=0,
-        )
+        try:
+            r = ansible_runner.run(
+                private_data_dir=str(run.data_dir), project_dir=str(PLAYBOOKS), playbook=str(playbook),
+                inventory=[str(p) for p in opts.inventories], limit=",".join([*hosts, "localhost"]),
+                ident="rollout", extravars=dict(opts.extravars), cmdline=" ".join(_quote(c) for c in cmd) or None,
+                envvars=env, event_handler=handler, quiet=True, verbosity=opts.verbosity or None,
+                rotate_artifacts=0,
+            )
+        finally:  # interrupted or crashed: a playbook that is still running stops at its next guard
+            for i in range(len(plan_batches)):
+                if not gate_file(gates, i).exists():
+                    write_file_atomic(gate_file(gates, i), "stop\n")
         leaked = redact(run.path, values)
-    outcome.seconds = round(time.monotonic() - started, 2)
-    for host in batch.hosts:
-        outcome.hosts.setdefault(host, {"ok": 0, "changed": 0, "failed": 0, "unreachable": 0, "skipped": 0})
-    bad = [h for h, s in outcome.hosts.items() if s["failed"] or s["unreachable"]]
-    for h in [h for h in outcome.messages if h in outcome.hosts and h not in bad]:
-        del outcome.messages[h]  # a failure that a rescue handled
-    not_run = [h for h in batch.hosts if not any(outcome.hosts[h].values())]
-    for h in not_run:
-        outcome.messages.setdefault(h, "not run (the batch stopped before this host)")
-    outcome.status = "ok" if r.rc == 0 and r.status == "successful" and not bad and not not_run else "failed"
+    outcomes = seq.finish(r.rc == 0 and r.status == "successful",
+                          f"ansible-runner {r.status}, rc {r.rc}; see {run.data_dir}/artifacts/rollout")
     if leaked:
-        outcome.messages["(secrets)"] = f"secret values were found in {len(leaked)} run files and redacted"
-    if outcome.status == "failed" and not outcome.messages:
-        outcome.messages["(ansible)"] = f"ansible-runner {r.status}, rc {r.rc}; see {run.data_dir}/artifacts/{ident}"
-    return outcome
+        outcomes[0].messages["(secrets)"] = f"secret values were found in {len(leaked)} run files and redacted"
+    return outcomes
 
 
 def _quote(word: str) -> str:
     import shlex
 
     return shlex.quote(word)
-
-
-def _collect(outcome: BatchOutcome, event: dict[str, Any]) -> None:
-    """Per-host counters, failure messages and (check mode) diffs from one ansible-runner event."""
-    kind = event.get("event", "")
-    data = event.get("event_data") or {}
-    if kind == "playbook_on_stats":  # the final per-host counts (rescued failures are not failures)
-        for key, name in (("ok", "ok"), ("changed", "changed"), ("failures", "failed"), ("dark", "unreachable"),
-                          ("skipped", "skipped")):
-            for h, n in (data.get(key) or {}).items():
-                outcome.hosts.setdefault(h, {"ok": 0, "changed": 0, "failed": 0, "unreachable": 0, "skipped": 0})
-                outcome.hosts[h][name] = n
-        outcome.stats_seen = True
-        return
-    host = data.get("host")
-    if not host or not kind.startswith("runner_on_") or kind in ("runner_on_start",):
-        return
-    stats = outcome.hosts.setdefault(host, {"ok": 0, "changed": 0, "failed": 0, "unreachable": 0, "skipped": 0})
-    res = data.get("res") or {}
-    if outcome.stats_seen:
-        return
-    if kind == "runner_on_ok":
-        stats["ok"] += 1
-        if res.get("changed"):
-            stats["changed"] += 1
-            diff = res.get("diff")
-            if diff:
-                for d in diff if isinstance(diff, list) else [diff]:
-                    if isinstance(d, dict) and (d.get("before") != d.get("after") or d.get("prepared")):
-                        outcome.diffs.setdefault(host, []).append({
-                            "task": data.get("task", ""), "path": d.get("after_header") or d.get("before_header"),
-                            "before": d.get("before", ""), "after": d.get("after", ""),
-                        })
-            elif "censored" in res:
-                outcome.diffs.setdefault(host, []).append({"task": data.get("task", ""), "path": None,
-                                                            "hidden": True})
-    elif kind == "runner_on_failed" and not data.get("ignore_errors"):
-        stats["failed"] += 1
-        outcome.messages[host] = _message(res, data)
-    elif kind == "runner_on_unreachable":
-        stats["unreachable"] += 1
-        outcome.messages[host] = "unreachable: " + _message(res, data)
-    elif kind == "runner_on_skipped":
-        stats["skipped"] += 1
-
-
-def _message(res: dict[str, Any], data: dict[str, Any]) -> str:
-    msg = res.get("msg") or res.get("stderr") or res.get("stdout") or "failed"
-    if "censored" in res:
-        msg = "output hidden (no_log)"
-    return f"{data.get('task', '')}: {str(msg).strip()[:500]}"

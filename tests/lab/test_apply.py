@@ -4,12 +4,16 @@ an unreachable host stops the rollout at its batch; pre-flight refuses a changed
 count; rollback to a previous run restores a passing verify.
 
 The tests share one lab and one runs directory and run in file order. Timings are printed (pytest -s) and
-recorded as junit properties: the full apply and the no-op apply are the numbers docs/apply.md quotes.
+recorded as junit properties: the full apply and the no-op apply are the numbers docs/apply.md quotes, each
+with its phases (pre-flight, the one Ansible run, every batch) and the load average. The targets (first apply
+<= 60 s, no-op <= 20 s on the 30-host lab) are asserted only with PROVISIONER_APPLY_ASSERT_TARGETS=1: on a
+2-core machine shared with other jobs the same apply varies by 2x, and a timing assert would fail on noise.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -24,9 +28,11 @@ from tests.conftest import LAB
 from tests.helpers import run_cli, wait_for
 from tests.lab.conftest import Lab, running_lab
 
-PREFIX = "papply"
+PREFIX = os.environ.get("PROVISIONER_LAB_PREFIX") or "papply"
 CANARY = "dc1-r1"
 TIMINGS: dict[str, float] = {}
+TARGETS = {"apply": 60.0, "noop": 20.0}  # seconds, on the 30-host lab (issue 17)
+ASSERT_TARGETS = os.environ.get("PROVISIONER_APPLY_ASSERT_TARGETS") == "1"
 
 
 @pytest.fixture(scope="module")
@@ -61,6 +67,19 @@ def apply(work: dict, *args: str, cmd: str = "apply") -> tuple[int, dict, str]:
     return code, report, err + out
 
 
+def timing_report(name: str, seconds: float, report: dict) -> str:
+    """One line per run: wall time, phases and every batch, and the machine's load."""
+    phases = ", ".join(f"{k} {v}s" for k, v in sorted((report.get("timings") or {}).items()))
+    per_batch = ", ".join(f"{b['name']} {b.get('seconds')}s" for b in report.get("batches", []))
+    load = " ".join(f"{x:.1f}" for x in os.getloadavg())
+    return f"\n{name}: {seconds}s (target {TARGETS.get(name, '-')}s; {phases}; load {load})\n  batches: {per_batch}"
+
+
+def check_target(name: str) -> None:
+    if ASSERT_TARGETS:
+        assert TIMINGS[name] <= TARGETS[name], f"{name} took {TIMINGS[name]}s, target {TARGETS[name]}s"
+
+
 def bird_state(alab: Lab, host: str) -> tuple[str | None, str | None]:
     out = alab.exec(host, ["birdc", "-r", "show", "protocols", "all", "tor"]).stdout
     state = neighbor = None
@@ -92,27 +111,36 @@ def test_apply_reaches_a_passing_verify(alab: Lab, work: dict, record_property):
     TIMINGS["apply"] = round(time.monotonic() - t0, 1)
     assert code == 0, text
     assert report["status"] == "ok" and report["preflight"]["mismatches"] == []
-    assert [b["kind"] for b in report["batches"]][:3] == ["switches", "etcd", "canary"]
-    assert report["batches"][2]["racks"] == [CANARY]
+    # the spines (one per DC per wave), then every ToR at once, etcd, the canary rack, then rack by rack
+    assert [(b["name"], b["kind"]) for b in report["batches"]][:4] == [
+        ("spines", "switches"), ("tors", "switches"), ("etcd", "etcd"), (f"canary {CANARY}", "canary")]
+    assert report["batches"][3]["racks"] == [CANARY]
+    assert all(b["kind"] == "racks" and len(b["racks"]) == 1 for b in report["batches"][4:])
+    assert all(b["status"] == "ok" for b in report["batches"])
     work["good_run"] = report["run_id"]
+    record_property("apply_seconds", TIMINGS["apply"])
+    print(timing_report("apply", TIMINGS["apply"], report))
     v = alab.verify(timeout=120)
     assert v.ok, "\n".join(f"{c.name}: {c.detail}" for c in v.failed)
-    record_property("apply_seconds", TIMINGS["apply"])
-    print(f"\nlab apply: {TIMINGS['apply']}s; verify {v.seconds:.1f}s")
+    print(f"verify {v.seconds:.1f}s")
+    check_target("apply")
 
 
 def test_second_apply_changes_nothing(alab: Lab, work: dict, record_property):
-    # the tree the first apply pushed (not a fresh render: templates may be edited while the suite runs);
-    # all racks in one batch after the canary to keep the suite short (the default order ran above)
+    # the tree the first apply pushed (not a fresh render: templates may be edited while the suite runs), in the
+    # default order: etcd, the canary rack, then one rack per batch; every host is still contacted and checked
     good_tree = work["runs"] / "lab" / work["good_run"] / "tree"
     t0 = time.monotonic()
-    code, report, text = apply(work, "--tree", str(good_tree), "--batch", "100%")
+    code, report, text = apply(work, "--tree", str(good_tree))
     TIMINGS["noop"] = round(time.monotonic() - t0, 1)
     assert code == 0, text
     assert report["changed"] == 0, {h: s for h, s in report["hosts"].items() if s.get("changed")}
     assert "switches" not in [b["kind"] for b in report["batches"]]  # no switch config changed since the last run
+    assert [b["kind"] for b in report["batches"]] == ["etcd", "canary", *["racks"] * 5]
+    assert all(s["state"] == "ok" and s["ok"] >= 1 for s in report["hosts"].values()), report["hosts"]
     record_property("noop_apply_seconds", TIMINGS["noop"])
-    print(f"\nno-op apply: {TIMINGS['noop']}s")
+    print(timing_report("noop", TIMINGS["noop"], report))
+    check_target("noop")
 
 
 def test_bad_canary_change_is_reverted_and_stops_the_rollout(alab: Lab, work: dict):
@@ -146,8 +174,14 @@ def test_bad_canary_change_is_reverted_and_stops_the_rollout(alab: Lab, work: di
     assert wait_for(lambda: bird_state(alab, victim) == ("Established", tor_address)), bird_state(alab, victim)
     # no other rack was touched
     assert host_files(alab, others) == before
-    artifacts = list((runs / report["run_id"] / "ansible" / "artifacts").iterdir())
-    assert [a.name for a in artifacts] == [f"01-canary-{CANARY}"]
+    # Ansible itself never reached a host outside the canary rack, and the controller never let batch 2 start
+    events = runs / report["run_id"] / "ansible" / "artifacts" / "rollout" / "job_events"
+    contacted = {json.loads(p.read_text()).get("event_data", {}).get("host") for p in events.iterdir()} - {None}
+    assert contacted <= {*(h for h, r in racks.items() if r == CANARY), "localhost"}, contacted
+    # the controller let the canary start and told every later batch's guard to stop
+    gates = runs / report["run_id"] / "ansible" / "gates"
+    assert (gates / "01").read_text() == "go\n"
+    assert all(g.read_text() == "stop\n" for g in gates.iterdir() if g.name != "01")
 
 
 def test_unreachable_host_stops_the_rollout_at_its_batch(alab: Lab, work: dict):

@@ -26,16 +26,23 @@ def fake(monkeypatch, tmp_path):
         return [HostResult(t.host, problems=[("physical cores", "128", "96")] if t.host in bad["preflight"] else [])
                 for t in targets]
 
-    def fake_run_batch(run, index, batch, opts, names, handler=None):
-        calls["batches"].append(batch.name)
-        failed = batch.name in bad["fail_batch"]
-        o = BatchOutcome(batch, "failed" if failed else "ok", seconds=1.0)
-        o.hosts = {h: {"ok": 3, "changed": 1, "failed": int(failed), "unreachable": 0, "skipped": 0}
-                   for h in batch.hosts}
-        return o
+    def fake_run_rollout(run, plan_batches, opts, names, progress=None, on_batch_start=None):
+        out, stop = [], False
+        for batch in plan_batches:
+            if stop:
+                out.append(BatchOutcome(batch, "skipped"))
+                continue
+            calls["batches"].append(batch.name)
+            failed = batch.name in bad["fail_batch"]
+            o = BatchOutcome(batch, "failed" if failed else "ok", seconds=1.0)
+            o.hosts = {h: {"ok": 3, "changed": 1, "failed": int(failed), "unreachable": 0, "skipped": 0}
+                       for h in batch.hosts}
+            out.append(o)
+            stop = failed
+        return out
 
     monkeypatch.setattr(engine.pf, "run", fake_preflight)
-    monkeypatch.setattr(engine, "run_batch", fake_run_batch)
+    monkeypatch.setattr(engine, "run_rollout", fake_run_rollout)
     pki = tmp_path / "pki"
     for c in plan.etcd_clusters:
         for m in c.members:
@@ -53,7 +60,7 @@ def test_ok_then_only_changed_switches(fake):
     request, calls, _bad, runs = fake
     code, report = engine.execute(request())
     assert code == 0 and report["status"] == "ok"
-    assert calls["batches"][:3] == ["switches", "etcd", "canary dc1-r1"]
+    assert calls["batches"][:4] == ["spines", "tors", "etcd", "canary dc1-r1"]
     assert len(calls["preflight"][0]) == 30
     meta = json.loads((runs / report["run_id"] / "run.json").read_text())
     assert meta["run_id"] == report["run_id"] and meta["status"] == "ok" and meta["previous_run"] is None
@@ -61,7 +68,7 @@ def test_ok_then_only_changed_switches(fake):
     calls["batches"].clear()
     code, report2 = engine.execute(request())
     assert code == 0 and report2["previous_run"] == report["run_id"]
-    assert "switches" not in calls["batches"]  # nothing changed on the switches since the last good run
+    assert calls["batches"][0] == "etcd"  # nothing changed on the switches since the last good run
 
 
 def test_preflight_refusal_runs_nothing(fake):
@@ -75,7 +82,7 @@ def test_preflight_refusal_runs_nothing(fake):
     # a refused run is not "successful": the next one still treats every switch as changed
     bad["preflight"] = []
     engine.execute(request())
-    assert calls["batches"][0] == "switches"
+    assert calls["batches"][0] == "spines"
 
 
 def test_declined_confirmation_changes_nothing(fake):
@@ -96,15 +103,15 @@ def test_failed_batch_stops_and_is_not_a_baseline(fake):
     calls["batches"].clear()
     bad["fail_batch"] = []
     code, report2 = engine.execute(request())
-    assert report2["previous_run"] is None and calls["batches"][0] == "switches"
+    assert report2["previous_run"] is None and calls["batches"][0] == "spines"
 
 
 def test_limit_and_check(fake):
     request, calls, _bad, _runs = fake
     code, report = engine.execute(request(limit="rack_dc3_r2", check=True))
     assert code == 0 and report["check"] is True
-    assert calls["batches"] == ["switches", "canary dc3-r2"]  # its ToR, then its nodes
+    assert calls["batches"] == ["tors", "canary dc3-r2"]  # its ToR, then its nodes
     # check-mode runs never count as the last successful run
     calls["batches"].clear()
     engine.execute(request(limit="rack_dc3_r2"))
-    assert calls["batches"][0] == "switches"
+    assert calls["batches"][0] == "tors"

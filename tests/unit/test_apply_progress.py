@@ -7,7 +7,8 @@ import io
 from provisioner.apply.progress import Progress, summary_text
 from provisioner.apply.rollback import tree_from_git, tree_from_run
 from provisioner.apply.rollout import Batch, BatchOutcome
-from provisioner.apply.runner import _collect, create_run
+from provisioner.apply.rollout import collect as _collect
+from provisioner.apply.runner import create_run
 from provisioner.pipeline import compile_site
 from provisioner.render import render
 from tests.conftest import LAB

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from provisioner.apply.rollout import Batch
-from provisioner.apply.runner import Options, create_run, run_batch, secret_refs
+from provisioner.apply.runner import Options, create_run, run_rollout, secret_refs
 from provisioner.pipeline import compile_site
 from provisioner.render import render
 from tests.conftest import LAB
@@ -97,12 +97,12 @@ def test_secret_never_in_run_artifacts(secret_site: Path, tmp_path: Path, monkey
     opts = Options(inventories=[run.tree_dir / "ansible/hosts.yml", overlay], check=check,
                    extravars={"rendered_dir": str(run.tree_dir), "pki_dir": "", "gate_timeout": 5})
     monkeypatch.setenv(SECRET_NAME, SECRET)
-    outcome = run_batch(run, 0, Batch("canary dc1-r1", "canary", ("dc1-r1-n1",)), opts, [SECRET_NAME])
+    [outcome] = run_rollout(run, [Batch("canary dc1-r1", "canary", ("dc1-r1-n1",))], opts, [SECRET_NAME])
     assert outcome.status == "ok", outcome.messages
     assert os.environ[SECRET_NAME] == SECRET  # restored after the run
     assert not any(k.startswith("(secrets)") for k in outcome.messages)  # nothing had to be redacted
     assert _grep(run.path, SECRET) == []
-    command = json.loads((run.path / "ansible/artifacts/01-canary-dc1-r1/command").read_text())
+    command = json.loads((run.path / "ansible/artifacts/rollout/command").read_text())
     assert command["env"]["ANSIBLE_HOST_KEY_CHECKING"] == "True"  # ansible-runner's default is False
     if running:
         assert (host / "state" / "configured").exists() and (host / "state" / "confirmed").exists()

@@ -3,7 +3,12 @@
 
 from __future__ import annotations
 
+import grp
+import hashlib
+import os
+import pwd
 import re
+import stat
 import time
 
 from ansible.module_utils.basic import AnsibleModule
@@ -15,7 +20,12 @@ description:
   - Polls C(birdc show protocols all PROTOCOL) and C(birdc show route export PROTOCOL) until the session
     is Established, its neighbour is the expected address and every expected prefix is exported,
     or the timeout expires (then the module fails and reports what it saw). Read-only.
+  - With O(wait=false) it is the play's probe, one round trip per host: it looks once and never fails, and
+    also reports whether BIRD runs (C(running)), whether the gate would pass now (C(healthy)) and the sha1,
+    owner, group and mode of each of O(files) (C(files)), so the play copies only what differs.
 options:
+  wait: {description: poll until the gate passes (else look once and report), type: bool, default: true}
+  files: {description: files to report on (probe), type: list, elements: str, default: []}
   protocol: {description: BIRD protocol name of the ToR session, type: str, default: tor}
   neighbor: {description: address the session must be with (the ToR), type: str, required: true}
   exports: {description: prefixes that must be exported, type: list, elements: str, required: true}
@@ -42,8 +52,34 @@ def parse_exports(text: str) -> list[str]:
     return sorted({m.group(1) for line in text.splitlines() if (m := PREFIX_LINE.match(line))})
 
 
+def file_facts(path: str) -> dict:
+    """sha1, owner, group and mode of a file, as ``copy`` would compare them; ``exists: false`` if absent."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return {"exists": False}
+    if not stat.S_ISREG(st.st_mode):
+        return {"exists": False}
+    h = hashlib.sha1()  # the checksum copy uses
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(65536), b""):
+            h.update(chunk)
+    try:
+        owner = pwd.getpwuid(st.st_uid).pw_name
+    except KeyError:
+        owner = str(st.st_uid)
+    try:
+        group = grp.getgrgid(st.st_gid).gr_name
+    except KeyError:
+        group = str(st.st_gid)
+    return {"exists": True, "checksum": h.hexdigest(), "owner": owner, "group": group,
+            "mode": f"{stat.S_IMODE(st.st_mode):04o}"}
+
+
 def main() -> None:
     module = AnsibleModule(argument_spec={
+        "wait": {"type": "bool", "default": True},
+        "files": {"type": "list", "elements": "str", "default": []},
         "protocol": {"type": "str", "default": "tor"},
         "neighbor": {"type": "str", "required": True},
         "exports": {"type": "list", "elements": "str", "required": True},
@@ -53,6 +89,12 @@ def main() -> None:
     }, supports_check_mode=True)
     p = module.params
     birdc = p["birdc"].split()
+    probe = {}
+    if not p["wait"]:
+        rc, _out, _err = module.run_command([*birdc, "-r", "show", "status"])
+        probe = {"running": rc == 0, "files": {f: file_facts(f) for f in p["files"]}}
+        if rc != 0:
+            module.exit_json(changed=False, healthy=False, **probe)
     deadline = time.monotonic() + p["timeout"]
     seen: dict = {}
     while True:
@@ -63,8 +105,8 @@ def main() -> None:
         missing = sorted(set(p["exports"]) - set(exported))
         seen = {"protocol": p["protocol"], "session": proto, "exported": exported, "missing_exports": missing}
         ok = (proto.get("state") == "Established" and proto.get("neighbor") == p["neighbor"] and not missing)
-        if ok:
-            module.exit_json(changed=False, **seen)
+        if ok or not p["wait"]:
+            module.exit_json(changed=False, healthy=bool(ok), **probe, **seen)
         if time.monotonic() >= deadline:
             why = []
             if proto.get("neighbor") not in (None, p["neighbor"]):

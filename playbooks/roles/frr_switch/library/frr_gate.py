@@ -3,7 +3,12 @@
 
 from __future__ import annotations
 
+import grp
+import hashlib
 import json
+import os
+import pwd
+import stat
 import time
 
 from ansible.module_utils.basic import AnsibleModule
@@ -13,8 +18,10 @@ module: frr_gate
 short_description: Report or wait for the BGP sessions of an FRR switch
 description:
   - Reads C(vtysh -c 'show bgp neighbors json'). With O(wait=false) it only reports the peers and which of them
-    are Established (a snapshot taken before a change). With O(wait=true) it waits until every eBGP peer
-    (the fabric) and every peer listed in O(required) is Established, or fails at the timeout. Read-only.
+    are Established (a snapshot taken before a change), whether FRR runs (C(running)) and the sha1, owner,
+    group and mode of each of O(files) (C(files)): the play's one probe round trip. With O(wait=true) it
+    waits until every eBGP peer (the fabric) and every peer listed in O(required) is Established, or fails at
+    the timeout. Read-only.
 options:
   wait: {description: wait for the sessions instead of only reporting them, type: bool, default: true}
   required: {description: peers that must be Established (e.g. those that were before), type: list,
@@ -22,6 +29,7 @@ options:
   timeout: {description: seconds to wait, type: int, default: 60}
   interval: {description: seconds between polls, type: float, default: 1}
   vtysh: {description: vtysh command, type: str, default: vtysh}
+  files: {description: files to report on (with wait=false), type: list, elements: str, default: []}
 """
 
 
@@ -48,6 +56,30 @@ def parse_neighbors(text: str) -> dict[str, dict]:
     return peers
 
 
+def file_facts(path: str) -> dict:
+    """sha1, owner, group and mode of a file, as ``copy`` would compare them; ``exists: false`` if absent."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return {"exists": False}
+    if not stat.S_ISREG(st.st_mode):
+        return {"exists": False}
+    h = hashlib.sha1()  # the checksum copy uses
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(65536), b""):
+            h.update(chunk)
+    try:
+        owner = pwd.getpwuid(st.st_uid).pw_name
+    except KeyError:
+        owner = str(st.st_uid)
+    try:
+        group = grp.getgrgid(st.st_gid).gr_name
+    except KeyError:
+        group = str(st.st_gid)
+    return {"exists": True, "checksum": h.hexdigest(), "owner": owner, "group": group,
+            "mode": f"{stat.S_IMODE(st.st_mode):04o}"}
+
+
 def main() -> None:
     module = AnsibleModule(argument_spec={
         "wait": {"type": "bool", "default": True},
@@ -55,8 +87,15 @@ def main() -> None:
         "timeout": {"type": "int", "default": 60},
         "interval": {"type": "float", "default": 1.0},
         "vtysh": {"type": "str", "default": "vtysh"},
+        "files": {"type": "list", "elements": "str", "default": []},
     }, supports_check_mode=True)
     p = module.params
+    probe = {}
+    if not p["wait"]:
+        rc, _out, _err = module.run_command([*p["vtysh"].split(), "-c", "show version"])
+        probe = {"running": rc == 0, "files": {f: file_facts(f) for f in p["files"]}}
+        if rc != 0:
+            module.exit_json(changed=False, peers={}, established=[], **probe)
     deadline = time.monotonic() + p["timeout"]
     while True:
         rc, out, err = module.run_command([*p["vtysh"].split(), "-c", "show bgp neighbors json"])
@@ -66,7 +105,7 @@ def main() -> None:
             peers = {}
         established = sorted(a for a, s in peers.items() if s["state"] == "Established")
         if not p["wait"]:
-            module.exit_json(changed=False, peers=peers, established=established)
+            module.exit_json(changed=False, peers=peers, established=established, **probe)
         down = sorted(a for a, s in peers.items() if s["ebgp"] and s["state"] != "Established")
         down += sorted(a for a in p["required"] if a not in established and a not in down)
         if rc == 0 and not down and peers:
