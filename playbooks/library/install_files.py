@@ -29,7 +29,8 @@ description:
     files hold secrets must set C(no_log).
 options:
   files:
-    description: "entries {dest, content, owner, group, mode, validate (optional), backup (default false)}"
+    description: "entries {dest, content, owner, group, mode, validate (optional), backup (default false),
+      create_only (default false: write only when dest does not exist yet)}"
     type: list
     elements: dict
     required: true
@@ -68,6 +69,9 @@ def install(module: AnsibleModule, entry: dict) -> dict:
     now = file_facts(dest)
     want = {"exists": True, "checksum": hashlib.sha1(data).hexdigest(), "owner": owner, "group": group,
             "mode": f"{mode:04o}"}
+    if entry.get("create_only") and now.get("exists"):
+        # a file another program owns once it exists (anycast-healthchecker's BIRD set): only ever created
+        return {"dest": dest, "changed": False, "content_changed": False}
     result: dict = {"dest": dest, "changed": now != want, "content_changed": now.get("checksum") != want["checksum"]}
     if module._diff and result["content_changed"]:
         before = ""
@@ -79,6 +83,7 @@ def install(module: AnsibleModule, entry: dict) -> dict:
     if not result["changed"] or module.check_mode:
         return result
     uid, gid = pwd.getpwnam(owner).pw_uid, grp.getgrnam(group).gr_gid
+    os.makedirs(os.path.dirname(dest) or ".", mode=0o755, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(dest) or ".", prefix=f".{os.path.basename(dest)}.")
     try:
         with os.fdopen(fd, "wb") as fh:

@@ -26,6 +26,9 @@ from .pods import pod_names
 from .topology import MGMT_IF, LabHost, Topology, derive, mgmt_network
 
 WORKERS = 8
+# What runs in a bare lab: the switches' FRR, and the stand-ins for what provisioner does not manage (kube-proxy,
+# kube-apiserver). BIRD, the health checker and etcd are left to `provisioner apply`.
+BARE_SERVICES = ("frr", "proxy", "apiserver")
 ANCHOR_TIMEOUT = 30.0
 
 
@@ -205,7 +208,7 @@ def _start_services(state: dict[str, Any], topo: Topology, bare: bool, pods_per_
     """Every host's daemons (only FRR when bare), then the pods."""
     def start(h) -> None:
         for service in h.daemons:
-            if bare and service != "frr":
+            if bare and service not in BARE_SERVICES:
                 continue
             out = svc(state, h.name, service, "start", timeout=90)
             if out.returncode != 0:
