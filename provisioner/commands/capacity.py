@@ -305,33 +305,30 @@ DC_COLOURS = (("blue", "#2563eb"), ("amber", "#f59e0b"), ("green", "#16a34a"), (
               ("pink", "#db2777"), ("teal", "#0d9488"), ("brown", "#92400e"), ("grey", "#6b7280"))
 
 
-def pool_chart_data(data: dict[str, Any]) -> dict[str, Any]:
-    """Pool use before and after, in % of each pool's node prefixes, with the CAP001 headroom limit as a line.
+def pool_chart_data(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per pod pool, one chart: use before and after in % of its node prefixes, and the CAP001 headroom line.
 
-    Per pool two bars: "now" (the lock as it is) and "after" (the what-if, or the next render's pending
-    allocations). The "after" bar is drawn in blue and the "now" share over it in grey, so the blue part is
-    exactly what the change adds. Above the red line the pool has less than its headroom free (CAP001).
+    Two bars: "now" (the lock as it is) and "after" (the what-if, or the next render's pending allocations).
+    The "after" bar is drawn in blue and the "now" share over it in grey, so the blue part is exactly what the
+    change adds. Above the red line the pool keeps less than its headroom free (CAP001). One chart per pool,
+    because Mermaid joins the points of a line: one line across pools would draw slopes that mean nothing.
     """
-    pools = data["pools"]["pools"]
-    after = "after the what-if" if data["whatif"]["synthetic_racks"] else "after the next render"
-    labels: list[str] = []
-    added: list[float] = []
-    now: list[float] = []
-    limit: list[float] = []
-    for p in pools:
-        labels += [f"{p['name']} now: {p['locked_now']:,}", f"{p['name']} after: {p['allocated']:,}"]
-        added += [p["locked_now_pct"], p["utilisation_pct"]]
-        now += [p["locked_now_pct"], p["locked_now_pct"]]
-        limit += [p["headroom_limit_pct"]] * 2
-    heads = "; ".join(f"{p['name']} {p['headroom_threshold']:,} of {p['size']:,} ({p['headroom_basis']})"
-                      for p in pools)
-    return {
-        "title": "Pod pools: % of node prefixes allocated",
-        "labels": labels, "y_label": "% allocated", "y_max": 100,
-        "series": [("bar", added, ADDED_COLOUR), ("bar", now, NOW_COLOUR), ("line", limit, LIMIT_COLOUR)],
-        "caption": (f"Grey: allocated now (the lock). Blue: added {after}. Red line: the headroom limit; above "
-                    f"it a pool has fewer free node prefixes than it should keep (CAP001: {heads})."),
-    }
+    after = "the what-if" if data["whatif"]["synthetic_racks"] else "the next render (pending allocations)"
+    specs = []
+    for p in data["pools"]["pools"]:
+        dcs = ", ".join(p["dcs"]) or "any DC"
+        specs.append({
+            "title": f"Pod pool {p['name']} ({p['cidr']}, {dcs}): % of {p['size']:,} /{p['node_prefix_len']}s",
+            "labels": [f"now: {p['locked_now']:,}", f"after: {p['allocated']:,}"],
+            "y_label": "% allocated", "y_max": 100,
+            "series": [("bar", [p["locked_now_pct"], p["utilisation_pct"]], ADDED_COLOUR),
+                       ("bar", [p["locked_now_pct"]] * 2, NOW_COLOUR),
+                       ("line", [p["headroom_limit_pct"]] * 2, LIMIT_COLOUR)],
+            "caption": (f"Grey: allocated now (the lock). Blue: added by {after}. Red line: the headroom limit "
+                        f"at {p['headroom_limit_pct']}%; above it {p['name']} keeps fewer than "
+                        f"{p['headroom_threshold']:,} node prefixes free ({p['headroom_basis']}; CAP001)."),
+        })
+    return specs
 
 
 def cores_chart_data(data: dict[str, Any]) -> dict[str, Any]:
@@ -379,7 +376,7 @@ def chart(spec: dict[str, Any]) -> str:
 
 
 def pool_chart(data: dict[str, Any]) -> str:
-    return chart(pool_chart_data(data))
+    return "\n\n".join(chart(spec) for spec in pool_chart_data(data))
 
 
 def cores_chart(data: dict[str, Any]) -> str:

@@ -11,6 +11,7 @@ renders the same charts with Mermaid and checks the drawn geometry and colours.
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 import yaml
@@ -46,9 +47,10 @@ def test_pool_chart_shows_now_after_and_the_headroom_line():
     size = 2 ** (pool["node_prefix_len"] - int(pool["cidr"].split("/")[1]))
     now = len(lock["pod_cidrs"])
     largest_rack = max(sum(g["count"] for g in r["node_groups"]) for dc in site["dcs"] for r in dc["racks"])
-    spec = pool_chart_data(report("--add-racks", "dc1=15"))
+    (spec,) = pool_chart_data(report("--add-racks", "dc1=15"))
     after = now + 15 * 20
-    assert spec["labels"] == [f"{pool['name']} now: {now:,}", f"{pool['name']} after: {after:,}"]
+    assert spec["labels"] == [f"now: {now:,}", f"after: {after:,}"]
+    assert pool["name"] in spec["title"] and f"{size:,} /24s" in spec["title"]
     assert spec["y_max"] == 100
     pct = lambda n: round(100 * n / size, 1)  # noqa: E731
     grey, blue = "#9ca3af", "#2563eb"
@@ -56,15 +58,36 @@ def test_pool_chart_shows_now_after_and_the_headroom_line():
     assert visible_segments(spec["series"], 1) == [(grey, pct(now)), (blue, pytest.approx(pct(after) - pct(now)))]
     (line,) = [values for kind, values, _ in spec["series"] if kind == "line"]
     assert line == [pct(size - largest_rack)] * 2  # CAP001: keep one largest rack free
-    assert max(pct(after), *line) == pct(after)  # 1,020 of 1,024 is past the limit: the chart shows why it warns
-    assert f"{largest_rack} of {size:,}" in spec["caption"] and "the what-if" in spec["caption"]
+    assert pct(after) > line[0]  # 1,020 of 1,024 is past the limit: the chart shows why it warns
+    assert f"fewer than {largest_rack} node prefixes free" in spec["caption"] and "the what-if" in spec["caption"]
 
 
 def test_pool_chart_follows_min_free_per_pool():
-    spec = pool_chart_data(report("--min-free-per-pool", "512"))
+    (spec,) = pool_chart_data(report("--min-free-per-pool", "512"))
     (line,) = [values for kind, values, _ in spec["series"] if kind == "line"]
     assert line == [50.0, 50.0]
-    assert "512 of 1,024 (--min-free-per-pool)" in spec["caption"] and "next render" in spec["caption"]
+    assert "(--min-free-per-pool; CAP001)" in spec["caption"] and "next render" in spec["caption"]
+
+
+def test_one_pool_chart_per_pool(tmp_path):
+    """Mermaid joins a line's points, so pools never share a chart (a slope between pools would mean nothing)."""
+    site_dir = tmp_path / "example"
+    shutil.copytree(EXAMPLE, site_dir)
+    text = (site_dir / "site.yaml").read_text()
+    first = "    - {name: pods-a, cidr: 10.100.0.0/14, node_prefix_len: 24}"
+    assert first in text
+    extra = "\n    - {name: pods-b, cidr: 10.104.0.0/20, node_prefix_len: 24, dcs: [dc3]}"
+    (site_dir / "site.yaml").write_text(text.replace(first, first + extra, 1))
+    rc, out, err = run_cli("capacity", str(site_dir), "--add-racks", "dc3=17", "--format", "json")
+    assert rc == 1, err  # pods-a runs out; pods-b takes 16 of the new nodes
+    a, b = pool_chart_data(json.loads(out))
+    assert "pods-a" in a["title"] and "pods-b (10.104.0.0/20, dc3)" in b["title"]
+    assert b["labels"] == ["now: 0", "after: 16"]
+    for spec in (a, b):
+        (line,) = [values for kind, values, _ in spec["series"] if kind == "line"]
+        assert len(set(line)) == 1
+    # pods-b (16 /24s) is smaller than the largest rack (20): no use of it keeps one rack free.
+    assert [values for kind, values, _ in b["series"] if kind == "line"] == [[0.0, 0.0]]
 
 
 def per_dc_cores(site: dict) -> dict[str, int]:
