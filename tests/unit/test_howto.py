@@ -109,6 +109,11 @@ def test_replace_a_node(tmp_path):
     assert set(replaced["pod_cidrs"]) - set(base["pod_cidrs"]) == {new}
     assert replaced["pod_cidrs"][new] != base["pod_cidrs"][old]
     assert replaced["node_addresses"][new] == "10.1.5.21"
+    files = against(project, "main~1")["semantic"]["files"]
+    assert {f.split("/")[1] for f in files["added"]} == {new} and {f.split("/")[1] for f in files["removed"]} == {old}
+    assert sorted(files["changed"]) == ["ansible/hosts.yml", "control-plane/node-podcidrs.yaml",
+                                        "spines/dc1-spine1/frr.conf", "spines/dc1-spine2/frr.conf",
+                                        "tors/dc1-r05-tor/frr.conf"]
     # Pull request 2: release removes exactly the old node's two entries.
     freed = base["pod_cidrs"][old]
     for section in ("pod_cidrs", "node_addresses"):
@@ -145,6 +150,11 @@ def test_decommission_a_rack(tmp_path):
     for section in ("pod_cidrs", "node_addresses"):
         assert released[section] == {k: v for k, v in base[section].items() if k not in gone}
     assert capacity(project)["pools"]["total"]["free"] == 1024 - 700
+    files = against(project, "main~1")["semantic"]["files"]
+    assert not files["added"] and {"/".join(f.split("/")[:2]) for f in files["removed"]} == {
+        *(f"nodes/{n}" for n in gone), "tors/dc1-r12-tor"}
+    spines = [f"spines/dc{d}-spine{k}/frr.conf" for d in (1, 2, 3) for k in (1, 2)]
+    assert sorted(files["changed"]) == ["ansible/hosts.yml", "control-plane/node-podcidrs.yaml", *spines]
     sem = against(project, "main")["semantic"]
     assert sorted(sem["pods"]["released"]) == gone and not sem["files"]["changed"]
     # The proposed next rack of dc1 reuses the freed subnet and ASN.
