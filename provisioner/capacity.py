@@ -33,7 +33,7 @@ from typing import Any
 from .check import CheckOptions, Finding, Waiver, apply_waivers, check_capacity, check_limits, sort_key
 from .errors import InputError
 from .ipam import AllocationChange, Allocations, _PoolState, allocate, taken_addresses
-from .limits import Limits, spine_usage, tor_usage, worst
+from .limits import Limits, headroom_threshold, spine_usage, tor_usage, worst
 from .load import dotted
 from .model import ASN_MAX, NodeGroup, Rack, Site, Tor
 from .plan import Plan, build_plan
@@ -319,7 +319,7 @@ def capacity_report(site: Site, lock: Allocations, whatif: WhatIf | None = None,
     outcome = run_allocation(scenario, lock, lock_file)
     live = [(dc.name, rack, node) for dc in scenario.dcs for rack in dc.racks for node, _ in rack.expanded_nodes()]
 
-    pools = pool_section(scenario, lock, outcome.pod_cidrs, {n.hostname for _, _, n in live})
+    pools = pool_section(scenario, lock, outcome.pod_cidrs, live, limits)
     pods = pod_section(scenario, live, outcome.pod_cidrs, whatif.lose_dc)
     compute = compute_section(scenario, live, whatif.lose_dc)
     control = control_plane_section(scenario, whatif.lose_dc)
@@ -450,9 +450,14 @@ def max_racks(site: Site, lock: Allocations, dc: str, whatif: WhatIf, limits: Li
     return lo, run(lo), run(lo + 1)
 
 
-def pool_section(site: Site, lock: Allocations, pod_cidrs: dict[str, IPv4Network],
-                 live_names: set[str]) -> dict[str, Any]:
-    """Slots per pool: allocated (orphans included), free, largest free run, utilisation, nodes that fit."""
+def pool_section(site: Site, lock: Allocations, pod_cidrs: dict[str, IPv4Network], live: list,
+                 limits: Limits) -> dict[str, Any]:
+    """Slots per pool: allocated (orphans included), free, largest free run, utilisation, nodes that fit,
+    and the CAP001 headroom the pool should keep (the same rule ``check`` applies)."""
+    live_names = {node.hostname for _, _, node in live}
+    rack_sizes: dict[str, Counter[str]] = {}
+    for dc, rack, _node in live:
+        rack_sizes.setdefault(dc, Counter())[rack.name] += 1
     pools = site.address_plan.pod_pools
     geo = [(int(p.cidr.network_address), 1 << (32 - p.node_prefix_len), 1 << (p.node_prefix_len - p.cidr.prefixlen),
             p.node_prefix_len) for p in pools]
@@ -486,12 +491,15 @@ def pool_section(site: Site, lock: Allocations, pod_cidrs: dict[str, IPv4Network
                 run, run_start = slot - prev - 1, prev + 1
             prev = slot
         allocated = len(used[i])
+        threshold, basis = headroom_threshold(p.dcs or [dc.name for dc in site.dcs], rack_sizes, limits)
         rows.append({
             "name": p.name, "cidr": str(p.cidr), "node_prefix_len": plen, "dcs": list(p.dcs),
             "size": size, "locked_now": locked[i], "allocated": allocated, "orphaned": orphaned[i],
             "free": size - allocated, "largest_free_block": run,
             "largest_free_block_start": str(IPv4Network((base + run_start * step, plen))) if run else None,
-            "utilisation_pct": _pct(allocated, size),
+            "utilisation_pct": _pct(allocated, size), "locked_now_pct": _pct(locked[i], size),
+            "headroom_threshold": threshold, "headroom_basis": basis,
+            "headroom_limit_pct": _pct(max(0, size - threshold), size),
         })
     size = sum(r["size"] for r in rows)
     allocated = sum(r["allocated"] for r in rows)

@@ -22,6 +22,7 @@ Defaults are conservative figures for a 48-port merchant-silicon ToR (Trident3-c
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, fields, replace
 from ipaddress import IPv4Network
 from pathlib import Path
@@ -168,6 +169,14 @@ def spine_usage(plan: Plan, tors: list[dict[str, Any]] | None = None) -> list[di
     return rows
 
 
+def headroom_threshold(dcs: Iterable[str], rack_sizes: dict[str, Counter[str]], limits: Limits) -> tuple[int, str]:
+    """Free node prefixes a pool serving ``dcs`` should keep (CAP001), and why: the limit if set, else the
+    node count of the largest rack of those DCs (``rack_sizes``: DC -> rack -> nodes)."""
+    if limits.min_free_per_pool is not None:
+        return limits.min_free_per_pool, "--min-free-per-pool"
+    return max([k for dc in dcs for k in rack_sizes.get(dc, Counter()).values()] or [1]), "the largest rack it serves"
+
+
 def pool_headroom(plan: Plan, limits: Limits) -> list[dict[str, Any]]:
     """Per pod pool: size, used and free node prefixes, and the headroom threshold that applies."""
     rack_sizes: dict[str, Counter[str]] = {dc: Counter() for dc in plan.dcs}
@@ -178,11 +187,7 @@ def pool_headroom(plan: Plan, limits: Limits) -> list[dict[str, Any]]:
     for pool in plan.site.address_plan.pod_pools:
         size = 1 << (pool.node_prefix_len - pool.cidr.prefixlen)
         used = sum(1 for net in allocated if net.prefixlen == pool.node_prefix_len and net.subnet_of(pool.cidr))
-        threshold, basis = limits.min_free_per_pool, "--min-free-per-pool"
-        if threshold is None:
-            dcs = pool.dcs or plan.dcs
-            threshold = max([k for dc in dcs for k in rack_sizes.get(dc, Counter()).values()] or [1])
-            basis = "the largest rack it serves"
+        threshold, basis = headroom_threshold(pool.dcs or plan.dcs, rack_sizes, limits)
         rows.append({"pool": pool.name, "cidr": str(pool.cidr), "node_prefix_len": pool.node_prefix_len,
                      "size": size, "used": used, "free": size - used, "threshold": threshold, "basis": basis})
     return rows

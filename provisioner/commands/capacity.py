@@ -13,7 +13,7 @@ from ..errors import InputError
 from ..ipam import read_lock
 from ..limits import Limits, load_limits
 from ..load import load_site
-from ..report import details, format_option, md_table, text_table, to_json
+from ..report import details, format_option, md_table, nice_ceiling, text_table, to_json, xychart
 from .check import LIMIT_KEYS, with_limits
 
 
@@ -297,47 +297,89 @@ def capacity_markdown(data: dict[str, Any]) -> str:
     return "\n".join(out) + "\n"
 
 
-def _label(text: str) -> str:
-    return '"' + text.replace('"', "'") + '"'
+# --- charts ----------------------------------------------------------------------------------------
+# Two charts, each answering one question; the data builders are plain functions (tested in
+# tests/unit/test_capacity_charts.py), report.xychart turns them into Mermaid, and tests/daemons/test_mermaid.py
+# renders them with Mermaid and checks the geometry and colours the captions promise.
+
+NOW_COLOUR, ADDED_COLOUR, LIMIT_COLOUR = "#9ca3af", "#2563eb", "#dc2626"
+DC_COLOURS = (("blue", "#2563eb"), ("amber", "#f59e0b"), ("green", "#16a34a"), ("violet", "#7c3aed"),
+              ("pink", "#db2777"), ("teal", "#0d9488"), ("brown", "#92400e"), ("grey", "#6b7280"))
+
+
+def pool_chart_data(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per pod pool, one chart: use before and after in % of its node prefixes, and the CAP001 headroom line.
+
+    Two bars: "now" (the lock as it is) and "after" (the what-if, or the next render's pending allocations).
+    The "after" bar is drawn in blue and the "now" share over it in grey, so the blue part is exactly what the
+    change adds. Above the red line the pool keeps less than its headroom free (CAP001). One chart per pool,
+    because Mermaid joins the points of a line: one line across pools would draw slopes that mean nothing.
+    """
+    after = "the what-if" if data["whatif"]["synthetic_racks"] else "the next render (pending allocations)"
+    specs = []
+    for p in data["pools"]["pools"]:
+        dcs = ", ".join(p["dcs"]) or "any DC"
+        specs.append({
+            "title": f"Pod pool {p['name']} ({p['cidr']}, {dcs}): % of {p['size']:,} /{p['node_prefix_len']}s",
+            "labels": [f"now: {p['locked_now']:,}", f"after: {p['allocated']:,}"],
+            "y_label": "% allocated", "y_max": 100,
+            "series": [("bar", [p["locked_now_pct"], p["utilisation_pct"]], ADDED_COLOUR),
+                       ("bar", [p["locked_now_pct"]] * 2, NOW_COLOUR),
+                       ("line", [p["headroom_limit_pct"]] * 2, LIMIT_COLOUR)],
+            "caption": (f"Grey: allocated now (the lock). Blue: added by {after}. Red line: the headroom limit "
+                        f"at {p['headroom_limit_pct']}%; above it {p['name']} keeps fewer than "
+                        f"{p['headroom_threshold']:,} node prefixes free ({p['headroom_basis']}; CAP001)."),
+        })
+    return specs
+
+
+def cores_chart_data(data: dict[str, Any]) -> dict[str, Any]:
+    """Cores of the whole site and without each DC (N-1), stacked per DC, with the declared demand as a line.
+
+    A bar below the red line means the site does not carry its demand after losing that DC. Mermaid draws bar
+    series on top of each other, so series k is the sum of the first n-k DCs present in the category: the
+    visible segments are then the DCs, bottom to top in site order.
+    """
+    c = data["compute"]
+    dcs = list(c["per_dc"])
+    lost = (c.get("lose_dc") or {}).get("dc")
+    cats: list[tuple[str, str | None]] = [("all DCs", None)]
+    cats += [(f"without {dc}" + (" (what-if)" if dc == lost else ""), dc) for dc in dcs]
+    colours = [DC_COLOURS[i % len(DC_COLOURS)] for i in range(len(dcs))]
+    series: list[tuple[str, list[float], str]] = []
+    for top in range(len(dcs), 0, -1):  # largest sum first, so each later series covers the one below it
+        series.append(("bar", [float(sum(c["per_dc"][d]["cores"] for d in dcs[:top] if d != gone))
+                               for _label, gone in cats], colours[top - 1][1]))
+    highest = c["total"]["cores"]
+    legend = ", ".join(f"{dc} {name}" for dc, (name, _hex) in zip(dcs, colours, strict=True))
+    caption = f"Cores of the nodes, stacked per DC from the bottom: {legend}."
+    demand = c["demand"]
+    if demand:
+        series.append(("line", [float(demand["cores"])] * len(cats), LIMIT_COLOUR))
+        highest = max(highest, demand["cores"])
+        short = [label for label, gone in cats
+                 if (c["without_dc"][gone] if gone else c["total"])["cores"] < demand["cores"]]
+        caption += (f" Red line: the declared demand of {demand['cores']:,} cores; a bar below it does not carry "
+                    "the demand" + (f" ({', '.join(short)})." if short else " (every bar carries it)."))
+    else:
+        caption += " No demand is declared in site.yaml, so there is no demand line."
+    what = "after the what-if, " if data["whatif"]["synthetic_racks"] else ""
+    return {
+        "title": f"Cores {what}with every DC and without each one",
+        "labels": [label for label, _ in cats], "y_label": "cores",
+        "y_max": nice_ceiling(highest * 1.05),
+        "series": series, "caption": caption,
+    }
+
+
+def chart(spec: dict[str, Any]) -> str:
+    return xychart(spec["title"], spec["labels"], spec["y_label"], spec["y_max"], spec["series"]) + \
+        "\n\n" + spec["caption"]
 
 
 def pool_chart(data: dict[str, Any]) -> str:
-    """Mermaid xychart-beta (renders on GitHub and GitLab): utilisation per pool and overall."""
-    pools = data["pools"]["pools"]
-    names = [p["name"] for p in pools] + (["all pools"] if len(pools) > 1 else [])
-    values = [p["utilisation_pct"] for p in pools] + ([data["pools"]["total"]["utilisation_pct"]]
-                                                      if len(pools) > 1 else [])
-    return "\n".join([
-        "```mermaid",
-        "xychart-beta",
-        '    title "Pod pool utilisation (%)"',
-        "    x-axis [" + ", ".join(_label(n) for n in names) + "]",
-        '    y-axis "allocated %" 0 --> 100',
-        "    bar [" + ", ".join(str(v) for v in values) + "]",
-        "```",
-    ])
+    return "\n\n".join(chart(spec) for spec in pool_chart_data(data))
 
 
 def cores_chart(data: dict[str, Any]) -> str:
-    """Mermaid xychart-beta: cores per DC, the site, the site without the lost DC, and the declared demand."""
-    c = data["compute"]
-    lost = (c.get("lose_dc") or {}).get("dc")
-    names = [f"{dc} (lost)" if dc == lost else dc for dc in c["per_dc"]] + ["site"]
-    values = [r["cores"] for r in c["per_dc"].values()] + [c["total"]["cores"]]
-    if lost:
-        names.append(f"site without {lost}")
-        values.append(c["lose_dc"]["cores"])
-    if c["demand"]:
-        names.append("demand")
-        values.append(c["demand"]["cores"])
-    top = max([*values, 1])
-    title = f"Cores per DC, for the site and without {lost}" if lost else "Cores per DC and for the site"
-    return "\n".join([
-        "```mermaid",
-        "xychart-beta",
-        f"    title {_label(title)}",
-        "    x-axis [" + ", ".join(_label(n) for n in names) + "]",
-        f'    y-axis "cores" 0 --> {top + top // 10}',
-        "    bar [" + ", ".join(str(v) for v in values) + "]",
-        "```",
-    ])
+    return chart(cores_chart_data(data))

@@ -292,10 +292,11 @@ def test_markdown_has_mermaid_charts():
     assert len(blocks) == 2
     for block in blocks:
         body = block.split("```")[0].splitlines()
-        assert body[0] == "xychart-beta"
+        assert body[0].startswith("%%{init: ") and body[1] == "xychart-beta"
         assert any(line.strip().startswith("x-axis [") and line.strip().endswith("]") for line in body)
         assert any(line.strip().startswith("bar [") for line in body)
-    assert '"site without dc2"' in out
+        assert any(line.strip().startswith("line [") for line in body)  # headroom; demand
+    assert '"without dc2 (what-if)"' in out
 
 
 @pytest.mark.parametrize("args", [
