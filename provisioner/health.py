@@ -23,13 +23,15 @@ class HealthPolicy:
     # Always in the set (anycast-healthchecker needs a non-empty set); never a route anywhere.
     placeholder: str = "0.0.0.0/32"
     unreachable_metric: int = 4242
-    # anycast-healthchecker: a check every second, two failures withdraw, two passes announce again.
+    # anycast-healthchecker: a check every second, three failures withdraw (a stopped service fails at once: about
+    # 3 s), two passes announce again. A check may take 2 s: a loaded box answering slowly is not a dead service
+    # (1 s timeouts flapped the API address on the loaded 2-core lab).
     check_interval_s: int = 1
-    check_timeout_s: int = 1
-    check_fail: int = 2
+    check_timeout_s: int = 2
+    check_fail: int = 3
     check_rise: int = 2
-    node_check: str = "/usr/bin/curl -fsS -m 1 -o /dev/null http://127.0.0.1:10256/healthz"  # kube-proxy
-    api_check: str = "/usr/bin/curl -fsSk -m 1 -o /dev/null https://127.0.0.1:6443/readyz"  # kube-apiserver
+    node_check: str = "/usr/bin/curl -fsS -m 2 -o /dev/null http://127.0.0.1:10256/healthz"  # kube-proxy
+    api_check: str = "/usr/bin/curl -fsSk -m 2 -o /dev/null https://127.0.0.1:6443/readyz"  # kube-apiserver
     # BGP/BFD recovery (docs/network.md, "Recovery timers").
     bfd_interval_ms: int = 300
     bfd_multiplier: int = 3

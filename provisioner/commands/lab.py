@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
@@ -62,7 +63,9 @@ def _print_report(report, fmt: str) -> None:
 
 @lab.command()
 @site_argument
-@click.option("--bare", is_flag=True, help="namespaces, links, sshd, FRR and the kube-proxy/apiserver stand-ins only: BIRD, health checks, etcd and pods are left to apply; no verify")
+@click.option("--bare", is_flag=True,
+              help="namespaces, links, sshd, FRR and the kube-proxy/apiserver stand-ins only: BIRD, health checks, "
+                   "etcd and pods are left to apply; no verify")
 @click.option("--pods", "pods", default="1", show_default=True, callback=lambda _c, _p, v: _pods_value(v),
               help="pods per node wired by the CNI plugins: a number, 'sample' (one per rack) or 'none'")
 @timeout_option
@@ -111,17 +114,38 @@ def verify(site: Path, fmt: str, timeout: float) -> int:
 
 @lab.command()
 @site_argument
-@click.argument("kind", type=click.Choice(("dc", "host", "link", "service", "crash")))
+@click.argument("kind", type=click.Choice(("dc", "host", "link", "service", "crash", "restart")))
 @click.argument("names", nargs=-1, required=True)
 def fail(site: Path, kind: str, names: tuple[str, ...]) -> int:
     """Fail a DC (`dc NAME`), a host (`host NAME`) or a link (`link A B`) as a power or link cut; make a
     service unhealthy (`service HOST|DC`: kube-proxy/apiserver stand-in stopped); or crash a routing daemon
-    (`crash HOST`: kill -9 of BIRD or bgpd, restarted by the supervisor a second later)."""
+    (`crash HOST`: kill -9 of BIRD or bgpd, restarted by the supervisor a second later) or restart it
+    (`restart HOST`: a planned restart of BIRD, or of FRR on a switch)."""
     _need_root()
     from ..lab import fail as fail_mod
 
     entry = _guard(lambda: fail_mod.fail(site, kind, names))
     click.echo(fail_mod.describe(entry))
+    return 0
+
+
+@lab.command()
+@site_argument
+@click.argument("kind", type=click.Choice(("dc", "host", "link", "service", "crash", "restart")))
+@click.argument("names", nargs=-1, required=True)
+@click.option("--from", "source", default=None, metavar="POD", help="the pod that sends the probes")
+@click.option("--seconds", type=click.FloatRange(2, 120), default=8.0, show_default=True,
+              help="how long the probes run (20 per second per target)")
+@lab_format
+def drill(site: Path, kind: str, names: tuple[str, ...], source: str | None, seconds: float, fmt: str) -> int:
+    """`lab fail KIND NAMES` measured in packets: lost probes and the longest outage to a pod of another rack,
+    a pod of another DC, the anycast and the API address. Recorded for `lab verify --format json`; undo with
+    `lab restore`."""
+    _need_root()
+    from ..lab import drill as drill_mod
+
+    row = _guard(lambda: drill_mod.drill(site, kind, list(names), source=source, seconds=seconds))
+    click.echo(json.dumps(row, indent=2) if fmt == "json" else drill_mod.describe(row))
     return 0
 
 

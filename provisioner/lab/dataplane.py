@@ -21,6 +21,7 @@ import subprocess
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from ipaddress import IPv4Address
 from typing import Any
 
@@ -184,7 +185,7 @@ def probes(state: dict[str, Any], plan: Plan, health: Any) -> list[Probe]:
                                  _in_pod(state, name, _ping(tp["address"])), replied(False)))
         out += _service_probes(state, plan, health, reach, name, node, anycast_addr)
         out += _egress_probes(state, reach, f"pod {name}", pod["node"], node.dc, upstreams,
-                              lambda argv, n=name: _in_pod(state, n, argv))
+                              partial(_in_pod, state, name))
         out.append(Probe("dataplane", f"pod {name} -> unserved anycast {unserved_anycast}: no loop",
                          _in_pod(state, name, _ping(unserved_anycast)), never_loops))
         if "other DC" in picks:
@@ -199,7 +200,7 @@ def probes(state: dict[str, Any], plan: Plan, health: Any) -> list[Probe]:
             continue
         seen.add(n.dc)
         out += _egress_probes(state, reach, f"node {n.hostname}", n.hostname, n.dc, upstreams,
-                              lambda argv, h=n.hostname: nsenter_argv(state, h, argv))
+                              partial(nsenter_argv, state, n.hostname))
     return out
 
 

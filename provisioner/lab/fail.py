@@ -41,6 +41,8 @@ def describe(entry: dict[str, Any]) -> str:
     if entry["kind"] == "crash":
         return (f"crash {' '.join(entry['target'])}: kill -9 of {entry['process']}, restarted by the supervisor "
                 f"after {SUPERVISOR_DELAY:.0f}s")
+    if entry["kind"] == "restart":
+        return f"restart {' '.join(entry['target'])}: {entry['process']} stopped and started (a planned restart)"
     stopped = sum(len(v) for v in entry["hosts"].values())
     return (f"{entry['kind']} {' '.join(entry['target'])}: {stopped} services and sshd stopped on "
             f"{len(entry['hosts'])} hosts, {len(entry['ends'])} link ends down")
@@ -64,12 +66,13 @@ def fail(site: str | Path, kind: str, names: tuple[str, ...] | list[str], *, pre
         _set_link(state, ends, "down")
         entry = {"kind": "link", "target": list(names), "ends": ends,
                  "interfaces": [f"{h}:{i}" for h, i in ends]}
-    elif kind in ("service", "crash"):
+    elif kind in ("service", "crash", "restart"):
         if len(names) != 1:
             raise LabError(f"lab fail SITE {kind} NAME: give exactly one name")
-        entry = _service_failure(state, names[0]) if kind == "service" else _crash(state, names[0])
-        if kind == "crash":
-            return entry  # the supervisor restarted it: nothing stays failed
+        if kind == "service":
+            entry = _service_failure(state, names[0])
+        else:
+            return _crash(state, names[0], hard=kind == "crash")  # restarted at once: nothing stays failed
     else:
         if len(names) != 1:
             raise LabError(f"lab fail SITE {kind} NAME: give exactly one name")
@@ -123,8 +126,9 @@ def _service_failure(state: dict[str, Any], name: str) -> dict[str, Any]:
     return {"kind": "service", "target": [name], "hosts": stopped, "ends": []}
 
 
-def _crash(state: dict[str, Any], host: str) -> dict[str, Any]:
-    """kill -9 of the host's routing daemon; the supervisor starts it again after SUPERVISOR_DELAY."""
+def _crash(state: dict[str, Any], host: str, *, hard: bool = True) -> dict[str, Any]:
+    """kill -9 of the host's routing daemon, which the supervisor starts again after SUPERVISOR_DELAY; or, not
+    ``hard``, a planned restart of its service (BIRD, or FRR on a switch: a clean stop, then a start)."""
     import time
 
     from .netns import comm, netns_pids
@@ -135,6 +139,11 @@ def _crash(state: dict[str, Any], host: str) -> dict[str, Any]:
     if role not in ROUTING:
         raise LabError(f"{host} ({role}) runs no routing daemon")
     process, service = ROUTING[role]
+    if not hard:
+        out = svc(state, host, service, "restart", timeout=90)
+        if out.returncode != 0:
+            raise LabError(f"{host}: `svc {service} restart` failed: {(out.stderr or out.stdout).strip()}")
+        return {"kind": "restart", "target": [host], "process": service, "hosts": {host: []}, "ends": []}
     pids = [p for p in netns_pids(state["hosts"][host]["ns"]) if comm(p) == process]
     if not pids:
         raise LabError(f"{host}: {process} is not running")

@@ -42,6 +42,7 @@ class Report:
     checks: list[Check]
     seconds: float
     failures: list[dict[str, Any]] = field(default_factory=list)
+    drills: list[dict[str, Any]] = field(default_factory=list)  # `lab drill` measurements: event -> loss
 
     @property
     def ok(self) -> bool:
@@ -62,7 +63,8 @@ class Report:
 
     def as_dict(self) -> dict[str, Any]:
         return {"ok": self.ok, "seconds": round(self.seconds, 1), "failures": self.failures,
-                "checks": [{"kind": c.kind, "name": c.name, "ok": c.ok, "detail": c.detail} for c in self.checks]}
+                "checks": [{"kind": c.kind, "name": c.name, "ok": c.ok, "detail": c.detail} for c in self.checks],
+                "drills": self.drills}
 
 
 def _describe(f: dict[str, Any]) -> str:
@@ -407,7 +409,7 @@ def verify(site: str | Path, *, timeout: float = 90.0, prefix: str | None = None
         checks = evaluate(state, plan, topo)
         bad = [c for c in checks if not c.ok]
         if not bad or time.monotonic() - t0 > timeout:
-            return Report(checks, time.monotonic() - t0, state.get("failures", []))
+            return Report(checks, time.monotonic() - t0, state.get("failures", []), state.get("drills", []))
         if log:
             log(f"  waiting for convergence: {len(bad)} checks failing ({bad[0].name})")
         time.sleep(POLL)
