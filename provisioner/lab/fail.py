@@ -96,9 +96,11 @@ def fail(site: str | Path, kind: str, names: tuple[str, ...] | list[str], *, pre
             stop_sshd(state, host)
             return stopped
 
+        # Carrier goes first, as when power is cut; the daemons die after (their peers must not get a clean
+        # shutdown they would not get from a dead box).
+        _set_link(state, ends, "down")
         with ThreadPoolExecutor(max_workers=8) as pool:
             stopped = list(pool.map(power_off, targets))
-        _set_link(state, ends, "down")
         entry = {"kind": kind, "target": [name], "hosts": dict(zip(targets, stopped, strict=True)), "ends": ends}
     state.setdefault("failures", []).append(entry)
     st.save(state)
