@@ -7,8 +7,9 @@ a second beyond the allocator's own run.
 
 The what-if (``--add-racks``) appends synthetic racks to the model and runs the real allocator
 (:func:`provisioner.ipam.allocate`) in memory against the current lock, so the pool numbers are exactly
-what a render would produce. When the pools run out, the allocator's first-fit pass is replayed with
-:class:`provisioner.ipam._PoolState` to tell which pool runs out first and by how many node prefixes.
+what a render would produce. When the pools run out, the allocator's first-fit pass is replayed over
+:func:`provisioner.ipam.pod_pool_slots` (the allocator's own pool state) to tell which pool runs out
+first and by how many node prefixes.
 
 Definitions (also in docs/capacity.md):
 
@@ -32,11 +33,11 @@ from typing import Any
 
 from .check import CheckOptions, Finding, Waiver, apply_waivers, check_capacity, check_limits, sort_key
 from .errors import InputError
-from .ipam import AllocationChange, Allocations, _PoolState, allocate, taken_addresses
+from .ipam import AllocationChange, Allocations, allocate, pod_pool_slots, taken_addresses
 from .limits import Limits, headroom_threshold, spine_usage, tor_usage, worst
-from .load import dotted
 from .model import ASN_MAX, NodeGroup, Rack, Site, Tor
 from .plan import Plan, build_plan
+from .util import dotted
 
 POOL_PROBLEM_FIELD = "address_plan.pod_pools"
 SYNTHETIC_RACK = "{dc}-new{k:02d}"
@@ -248,14 +249,8 @@ def run_allocation(site: Site, lock: Allocations, lock_file: str) -> Outcome:
 
 def replay_pods(site: Site, lock: Allocations) -> tuple[dict[str, IPv4Network], dict[str, Any] | None]:
     """The pod pass of ``ipam.allocate``, recording the order in which pools fill up."""
-    states = [_PoolState(p) for p in site.address_plan.pod_pools]
+    states, _outside = pod_pool_slots(site, lock.pod_cidrs)
     pod_cidrs = dict(lock.pod_cidrs)
-    for net in pod_cidrs.values():
-        for st in states:
-            slot = st.slot_of(net)
-            if slot is not None:
-                st.used.add(slot)
-                break
     filled: dict[str, int] = {st.pool.name: -1 for st in states if st.free == 0}
     seq = 0
     missing: Counter[str] = Counter()
@@ -265,7 +260,7 @@ def replay_pods(site: Site, lock: Allocations) -> tuple[dict[str, IPv4Network], 
             for node, _ in rack.expanded_nodes():
                 if node.hostname in pod_cidrs:
                     continue
-                eligible = [st for st in states if not st.pool.dcs or dc.name in st.pool.dcs]
+                eligible = [st for st in states if st.serves(dc.name)]
                 for st in eligible:
                     net = st.take()
                     if net is not None:

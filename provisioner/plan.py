@@ -15,11 +15,9 @@ from typing import Literal
 from .etcd_timing import Timing, derive
 from .health import HEALTH, HealthPolicy
 from .ipam import AllocationChange, Allocations, link_id, spine_link_id
-from .load import expanded_nodes, gc_paused
-from .model import BGP, Hardware, Site, Spine, Upstream
+from .model import BGP, RACK_LABEL, ZONE_LABEL, Hardware, Site, Spine, Upstream, expanded_nodes
+from .util import gc_paused
 
-ZONE_LABEL = "topology.kubernetes.io/zone"
-RACK_LABEL = "provisioner/rack"
 SessionKind = Literal["node-tor", "vm-tor", "tor-spine", "spine-spine", "spine-upstream"]
 
 
