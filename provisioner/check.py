@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from datetime import date, datetime
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict
 
@@ -44,7 +44,7 @@ class Finding:
     waived: bool = False
     waiver_reason: str | None = None
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {"id": self.id, "severity": self.severity, "objects": list(self.objects), "message": self.message,
                 "hint": self.hint, "waived": self.waived, "waiver_reason": self.waiver_reason}
 
@@ -177,7 +177,7 @@ def check_sessions(plan: Plan, _opts: CheckOptions) -> Iterator[Finding]:
     for table in tables.values():
         for nb in table:
             index[(nb.local_ip, nb.peer_ip)].append(nb)
-    reported: set[frozenset] = set()
+    reported: set[frozenset[tuple[str, IPv4Address, IPv4Address]]] = set()
     unmatched: list[Neighbor] = []
     for host in sorted(tables):
         for nb in tables[host]:
@@ -450,10 +450,10 @@ def check_etcd(plan: Plan, _opts: CheckOptions) -> Iterator[Finding]:
         racks: dict[str, list[str]] = defaultdict(list)
         for m in c.members:
             racks[m.rack].append(m.name)
-        for rack, members in sorted(racks.items()):
-            if len(members) > 1:
-                yield _finding("ETC004", (c.name, rack, *members),
-                               f"{c.name} members {', '.join(members)} share rack {rack}: one ToR or PDU failure "
+        for rack, sharing in sorted(racks.items()):
+            if len(sharing) > 1:
+                yield _finding("ETC004", (c.name, rack, *sharing),
+                               f"{c.name} members {', '.join(sharing)} share rack {rack}: one ToR or PDU failure "
                                "takes them together", "put each member of a cluster in its own rack")
         problems = []
         t = c.timing
@@ -601,7 +601,7 @@ def run_checks(plan: Plan, options: CheckOptions | None = None, waivers: Iterabl
     return sorted(findings, key=sort_key)
 
 
-def sort_key(f: Finding) -> tuple:
+def sort_key(f: Finding) -> tuple[bool, bool, str, tuple[str, ...], str]:
     return (f.waived, f.severity != "error", f.id, f.objects, f.message)
 
 

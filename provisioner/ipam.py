@@ -17,10 +17,11 @@ pipeline refuses them unless the command was given ``--allow-moves``.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
+from typing import Any, TypeVar
 
 from .errors import InputError, Problem, short
 from .load import SiteSource, YamlDoc, parse_yaml, read_input
@@ -28,6 +29,7 @@ from .model import DataCentre, Node, PodPool, Rack, Site, expanded_nodes
 from .util import Loc, dotted, gc_paused
 
 LOCK_VERSION = 1
+T = TypeVar("T")
 SECTIONS = ("pod_cidrs", "node_addresses", "fabric_links")
 
 
@@ -109,9 +111,9 @@ _LOCK_TOP = re.compile(r"(pod_cidrs|node_addresses|fabric_links|version):(?: (\{
 _LOCK_ENTRY = re.compile(r'  (?:([a-z][a-z0-9~-]*)|"([A-Za-z0-9._~-]*)"): ([0-9]+\.[0-9]+\.[0-9]+\.[0-9]+(?:/[0-9]+)?)')
 
 
-def _fast_lock_data(text: str) -> dict | None:
-    data: dict = {}
-    section: dict | None = None
+def _fast_lock_data(text: str) -> dict[str, Any] | None:
+    data: dict[str, Any] = {}
+    section: dict[str, str] | None = None
     for line in text.split("\n"):
         if not line or line[0] == "#":
             continue
@@ -190,7 +192,7 @@ def _address(value: str) -> IPv4Address:
     return IPv4Address(value)
 
 
-def _section(doc: YamlDoc, name: str, parse, problems: list[Problem]) -> dict:
+def _section(doc: YamlDoc, name: str, parse: Callable[[str], T], problems: list[Problem]) -> dict[str, T]:
     if name not in doc.data:
         problems.append(Problem(doc.file, None, name, f"section {name!r} is missing: the file looks truncated; "
                                 f"restore it (e.g. from git); write `{name}: {{}}` only if it is really empty"))
@@ -409,9 +411,9 @@ class _Run:
             if node.hostname in pod_cidrs:
                 continue
             for state in pools:
-                net = state.take() if state.serves(dc.name) else None
-                if net is not None:
-                    pod_cidrs[node.hostname] = net
+                taken = state.take() if state.serves(dc.name) else None
+                if taken is not None:
+                    pod_cidrs[node.hostname] = taken
                     added.append(node.hostname)
                     break
             else:

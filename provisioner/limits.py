@@ -26,7 +26,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, fields, replace
 from ipaddress import IPv4Network
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, overload
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
@@ -79,6 +79,9 @@ class Limits:
         return {s.key: getattr(self, s.key) for s in SPECS}
 
 
+L = TypeVar("L", bound=Limits)
+
+
 def spec_defaults_match() -> bool:
     """The dataclass defaults and SPECS are one table (a test keeps them equal)."""
     return {f.name: f.default for f in fields(Limits)} == {s.key: s.default for s in SPECS}
@@ -106,12 +109,20 @@ def read_check_file(directory: Path) -> dict[str, int | None]:
     return dict(parsed.model_dump(exclude_unset=True))
 
 
-def load_limits(directory: Path, overrides: dict[str, int | None] | None = None, base: Any = None) -> Any:
+@overload
+def load_limits(directory: Path, overrides: dict[str, int | None] | None = None) -> Limits: ...
+
+
+@overload
+def load_limits(directory: Path, overrides: dict[str, int | None] | None, base: L) -> L: ...
+
+
+def load_limits(directory: Path, overrides: dict[str, int | None] | None = None, base: Limits | None = None) -> Limits:
     """Defaults, then ``<site>/check.yaml``, then overrides that are not None (command-line flags).
 
     ``base`` is the dataclass instance to start from (``Limits()`` or a subclass such as CheckOptions).
     """
-    values = read_check_file(directory)
+    values: dict[str, Any] = read_check_file(directory)
     for key, value in (overrides or {}).items():
         if value is not None:
             if key not in SPEC:

@@ -112,7 +112,8 @@ def named(data: Any, loc: Loc) -> tuple[str, Loc]:
             cur = cur.get(part)
         elif isinstance(cur, list) and isinstance(part, int) and 0 <= part < len(cur):
             cur = cur[part]
-            kind = _NAMED_LISTS.get(loc[i - 1]) if i > 0 and isinstance(loc[i - 1], str) else None
+            prev = loc[i - 1] if i > 0 else None
+            kind = _NAMED_LISTS.get(prev) if isinstance(prev, str) else None
             if kind is not None and isinstance(cur, dict) and isinstance(cur.get(kind[1]), str):
                 obj, start = f"{kind[0]} {_name(cur[kind[1]])}", i + 1
         else:
@@ -286,7 +287,7 @@ def _keys_at(loc: Loc, model: type[BaseModel] = Site) -> list[str]:
     return list(tp.model_fields) if isinstance(tp, type) and issubclass(tp, BaseModel) else []
 
 
-def _partial_site(data: dict, exc: ValidationError) -> tuple[Site | None, Callable[[Loc], Loc], set[str]]:
+def _partial_site(data: dict[str, Any], exc: ValidationError) -> tuple[Site | None, Callable[[Loc], Loc], set[str]]:
     """The site without the objects that failed structural validation, so cross-object rules can run too.
 
     Bad leaves are dropped (a default takes their place); when that leaves a required key missing, the
@@ -321,7 +322,7 @@ def _partial_site(data: dict, exc: ValidationError) -> tuple[Site | None, Callab
             if len(loc) >= 2 and isinstance(loc[-2], str):
                 pruned.add(f"<{loc[-2]}>")  # its kind: references to that kind may point at the dropped one
             full = original(loc)
-            deleted.setdefault(full[:-1], []).append(full[-1])
+            deleted.setdefault(full[:-1], []).append(int(full[-1]))  # original() keeps a list index an int
             deleted[full[:-1]].sort()
             del parent[last]
             return True
@@ -364,7 +365,7 @@ def _partial_site(data: dict, exc: ValidationError) -> tuple[Site | None, Callab
 _REFERENCE_PREFIXES = {"dcs": "data centre '", "racks": "rack '", "hardware": "hardware profile '"}
 
 
-def _loc_keys(data: Any, loc: tuple) -> set[str]:
+def _loc_keys(data: Any, loc: tuple[Any, ...]) -> set[str]:
     """The string parts of a pydantic location that are real keys (not union tags like 'function-after[...]')."""
     keys: set[str] = set()
     cur = data

@@ -16,6 +16,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import weakref
+from collections.abc import Callable
 from ipaddress import IPv4Address, IPv4Network
 from typing import Annotated, Literal
 
@@ -76,7 +77,7 @@ def _asn(value: int) -> int:
     return value
 
 
-def _pattern(regex: re.Pattern[str], what: str):
+def _pattern(regex: re.Pattern[str], what: str) -> Callable[[str], str]:
     def check(value: str) -> str:
         if not regex.fullmatch(value):
             raise ValueError(f"{value!r} is not a valid {what}")

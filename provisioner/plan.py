@@ -30,6 +30,7 @@ from .model import (
 )
 from .util import gc_paused
 
+VmRole = Literal["control_plane", "etcd", "etcd_events"]
 SessionKind = Literal["node-tor", "vm-tor", "tor-spine", "spine-spine", "spine-upstream"]
 
 
@@ -128,7 +129,7 @@ class PlanNode:
 @dataclass(frozen=True, slots=True)
 class PlanVM:
     name: str
-    role: Literal["control_plane", "etcd", "etcd_events"]
+    role: VmRole
     dc: str
     rack: str
     address: IPv4Address
@@ -322,8 +323,9 @@ class _RackSessions:
         self.vms: list[PlanVM] = []
         self.sessions: list[Session] = []
         self.spine_down: dict[str, list[Session]] = {}
-        self.vms_by_rack: dict[str, list[tuple[str, VM]]] = {}
-        for role in ("control_plane", "etcd", "etcd_events"):
+        self.vms_by_rack: dict[str, list[tuple[VmRole, VM]]] = {}
+        roles: tuple[VmRole, ...] = ("control_plane", "etcd", "etcd_events")
+        for role in roles:
             for vm in getattr(site.vms, role):
                 self.vms_by_rack.setdefault(vm.rack, []).append((role, vm))
 

@@ -129,9 +129,9 @@ def _addresses(site: Site) -> Iterator[Violation]:
     for role in ("control_plane", "etcd", "etcd_events"):
         for i, vm in enumerate(getattr(site.vms, role)):
             loc = ("vms", role, i, "address")
-            rack = racks.get((vm.dc, vm.rack))
-            if rack is not None:
-                yield from _inside(rack.subnet, vm.address, loc, "VM address")
+            vm_rack = racks.get((vm.dc, vm.rack))
+            if vm_rack is not None:
+                yield from _inside(vm_rack.subnet, vm.address, loc, "VM address")
             yield from claim(vm.address, loc, "address")
 
 
