@@ -7,8 +7,9 @@ a second beyond the allocator's own run.
 
 The what-if (``--add-racks``) appends synthetic racks to the model and runs the real allocator
 (:func:`provisioner.ipam.allocate`) in memory against the current lock, so the pool numbers are exactly
-what a render would produce. When the pools run out, the allocator's first-fit pass is replayed with
-:class:`provisioner.ipam._PoolState` to tell which pool runs out first and by how many node prefixes.
+what a render would produce. When the pools run out, the allocator's first-fit pass is replayed over
+:func:`provisioner.ipam.pod_pool_slots` (the allocator's own pool state) to tell which pool runs out
+first and by how many node prefixes.
 
 Definitions (also in docs/capacity.md):
 
@@ -32,11 +33,12 @@ from typing import Any
 
 from .check import CheckOptions, Finding, Waiver, apply_waivers, check_capacity, check_limits, sort_key
 from .errors import InputError
-from .ipam import AllocationChange, Allocations, _PoolState, allocate, taken_addresses
+from .ipam import AllocationChange, Allocations, allocate, pod_pool_slots, taken_addresses
 from .limits import Limits, headroom_threshold, spine_usage, tor_usage, worst
-from .load import dotted
 from .model import ASN_MAX, NodeGroup, Rack, Site, Tor
 from .plan import Plan, build_plan
+from .util import dotted
+from .validate import site_problems
 
 POOL_PROBLEM_FIELD = "address_plan.pod_pools"
 SYNTHETIC_RACK = "{dc}-new{k:02d}"
@@ -248,14 +250,8 @@ def run_allocation(site: Site, lock: Allocations, lock_file: str) -> Outcome:
 
 def replay_pods(site: Site, lock: Allocations) -> tuple[dict[str, IPv4Network], dict[str, Any] | None]:
     """The pod pass of ``ipam.allocate``, recording the order in which pools fill up."""
-    states = [_PoolState(p) for p in site.address_plan.pod_pools]
+    states, _outside = pod_pool_slots(site, lock.pod_cidrs)
     pod_cidrs = dict(lock.pod_cidrs)
-    for net in pod_cidrs.values():
-        for st in states:
-            slot = st.slot_of(net)
-            if slot is not None:
-                st.used.add(slot)
-                break
     filled: dict[str, int] = {st.pool.name: -1 for st in states if st.free == 0}
     seq = 0
     missing: Counter[str] = Counter()
@@ -265,7 +261,7 @@ def replay_pods(site: Site, lock: Allocations) -> tuple[dict[str, IPv4Network], 
             for node, _ in rack.expanded_nodes():
                 if node.hostname in pod_cidrs:
                     continue
-                eligible = [st for st in states if not st.pool.dcs or dc.name in st.pool.dcs]
+                eligible = [st for st in states if st.serves(dc.name)]
                 for st in eligible:
                     net = st.take()
                     if net is not None:
@@ -313,8 +309,6 @@ def capacity_report(site: Site, lock: Allocations, whatif: WhatIf | None = None,
     scenario = synthetic.site
     conflicts: list[str] = []
     if synthetic.racks:  # the base site is valid, so anything found here comes from the synthetic racks
-        from .validate import site_problems
-
         conflicts = [f"new racks conflict with the site: {dotted(loc)}: {msg}" for loc, msg in site_problems(scenario)]
     outcome = run_allocation(scenario, lock, lock_file)
     live = [(dc.name, rack, node) for dc in scenario.dcs for rack in dc.racks for node, _ in rack.expanded_nodes()]
@@ -339,24 +333,7 @@ def capacity_report(site: Site, lock: Allocations, whatif: WhatIf | None = None,
     reasons += synthetic.problems
     reasons += conflicts
     reasons += outcome.problems
-    demand = site.demand
-    if demand is not None and not compute["total"]["carries_demand"]:
-        reasons.append(f"the site does not carry the declared demand ({demand.cores} cores, "
-                       f"{demand.memory_gib} GiB): it has {compute['total']['cores']} cores, "
-                       f"{compute['total']['memory_gib']} GiB")
-    if whatif.lose_dc:
-        after = compute["lose_dc"]
-        if demand is not None and not after["carries_demand"]:
-            reasons.append(f"losing {whatif.lose_dc} leaves {after['cores']} cores and {after['memory_gib']} GiB "
-                           f"for a declared demand of {demand.cores} cores and {demand.memory_gib} GiB "
-                           f"(short by {max(0, -after['headroom_cores'])} cores, "
-                           f"{max(0, -after['headroom_memory_gib'])} GiB)")
-        for cluster in control["clusters"]:
-            if not cluster["survives"][whatif.lose_dc]:
-                reasons.append(f"losing {whatif.lose_dc} leaves {cluster['name']} without "
-                               f"{'quorum' if cluster['quorum'] > 1 else 'a member'} "
-                               f"({cluster['remaining'][whatif.lose_dc]} of {cluster['members']} left, "
-                               f"{cluster['quorum']} needed)")
+    reasons += _demand_and_quorum_reasons(site, compute, control, whatif.lose_dc)
     live_findings = [f for f in findings if not f.waived]
     reasons += [f"{f.id} {f.message}" for f in live_findings if f.severity == "error"]
     warnings = [f"{f.id} {f.message}" for f in live_findings if f.severity == "warning"]
@@ -386,6 +363,32 @@ def capacity_report(site: Site, lock: Allocations, whatif: WhatIf | None = None,
     }
 
 
+def _demand_and_quorum_reasons(site: Site, compute: dict[str, Any], control: dict[str, Any],
+                               lose_dc: str | None) -> list[str]:
+    """Why the site does not fit its declared demand, as it is or after losing ``lose_dc``, or loses quorum."""
+    reasons: list[str] = []
+    demand = site.demand
+    if demand is not None and not compute["total"]["carries_demand"]:
+        reasons.append(f"the site does not carry the declared demand ({demand.cores} cores, "
+                       f"{demand.memory_gib} GiB): it has {compute['total']['cores']} cores, "
+                       f"{compute['total']['memory_gib']} GiB")
+    if not lose_dc:
+        return reasons
+    after = compute["lose_dc"]
+    if demand is not None and not after["carries_demand"]:
+        reasons.append(f"losing {lose_dc} leaves {after['cores']} cores and {after['memory_gib']} GiB "
+                       f"for a declared demand of {demand.cores} cores and {demand.memory_gib} GiB "
+                       f"(short by {max(0, -after['headroom_cores'])} cores, "
+                       f"{max(0, -after['headroom_memory_gib'])} GiB)")
+    for cluster in control["clusters"]:
+        if not cluster["survives"][lose_dc]:
+            reasons.append(f"losing {lose_dc} leaves {cluster['name']} without "
+                           f"{'quorum' if cluster['quorum'] > 1 else 'a member'} "
+                           f"({cluster['remaining'][lose_dc]} of {cluster['members']} left, "
+                           f"{cluster['quorum']} needed)")
+    return reasons
+
+
 def _validate_whatif(site: Site, whatif: WhatIf) -> None:
     dc_names = [dc.name for dc in site.dcs]
     for dc in [*whatif.add_racks, *([whatif.lose_dc] if whatif.lose_dc else [])]:
@@ -404,7 +407,8 @@ def limit_findings(plan: Plan | None, limits: Limits, waivers: Sequence[Waiver] 
     """The LIM and CAP findings of ``provisioner check`` on this Plan, with the site's waivers applied."""
     if plan is None:
         return []
-    opts = CheckOptions(**limits.as_dict())
+    values: dict[str, Any] = limits.as_dict()
+    opts = CheckOptions(**values)
     found = [f for f in [*check_capacity(plan, opts), *check_limits(plan, opts)] if f.id.startswith(LIMIT_CHECKS)]
     relevant = [w for w in waivers if w.id.startswith(LIMIT_CHECKS)]
     waived = apply_waivers(found, relevant, date.today())
@@ -482,7 +486,7 @@ def pool_section(site: Site, lock: Allocations, pod_cidrs: dict[str, IPv4Network
         hit = pool_of(net)
         if hit is not None:
             locked[hit[0]] += 1
-    rows = []
+    rows: list[dict[str, Any]] = []
     for i, p in enumerate(pools):
         base, step, size, plen = geo[i]
         run, run_start, prev = 0, 0, -1
@@ -648,9 +652,9 @@ def rack_section(site: Site, lock: Allocations, live: list) -> dict[str, Any]:
     taken: list[set[int]] = [{int(a) for a in by_rack[r.name]} for _, r in racks]
     index = {r.name: i for i, (_, r) in enumerate(racks)}
     for addr in lock.node_addresses.values():
-        i = rack_of(addr)
-        if i is not None:
-            taken[i].add(int(addr))
+        at = rack_of(addr)
+        if at is not None:
+            taken[at].add(int(addr))
     pending = [0] * len(racks)
     nodes = [0] * len(racks)
     for _dc, rack, node in live:
@@ -660,11 +664,11 @@ def rack_section(site: Site, lock: Allocations, live: list) -> dict[str, Any]:
             locked = lock.node_addresses.get(node.hostname)
             if locked is None or rack_of(locked) != i:
                 pending[i] += 1
-    rows = []
-    for i, (dc, r) in enumerate(racks):
+    rows: list[dict[str, Any]] = []
+    for i, (dc_name, r) in enumerate(racks):
         hosts = max(0, r.subnet.num_addresses - 2)
         free = hosts - len(taken[i]) - pending[i]
-        rows.append({"rack": r.name, "dc": dc, "subnet": str(r.subnet), "hosts": hosts, "nodes": nodes[i],
+        rows.append({"rack": r.name, "dc": dc_name, "subnet": str(r.subnet), "hosts": hosts, "nodes": nodes[i],
                      "used": len(taken[i]) + pending[i], "free": free})
     per_dc = {}
     for dc in site.dcs:

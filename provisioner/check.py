@@ -21,13 +21,15 @@ from dataclasses import dataclass, replace
 from datetime import date, datetime
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from .errors import InputError, Problem
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict
+
 from .etcd_timing import ELECTION_MAX_MS
 from .limits import Limits, load_limits, pool_headroom, spine_usage, tor_usage
-from .load import parse_yaml, read_input
+from .load import parse_yaml, read_input, validate_file
 from .plan import Plan, Session
+from .util import did_you_mean
 
 Severity = Literal["error", "warning"]
 
@@ -42,7 +44,7 @@ class Finding:
     waived: bool = False
     waiver_reason: str | None = None
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {"id": self.id, "severity": self.severity, "objects": list(self.objects), "message": self.message,
                 "hint": self.hint, "waived": self.waived, "waiver_reason": self.waiver_reason}
 
@@ -175,7 +177,7 @@ def check_sessions(plan: Plan, _opts: CheckOptions) -> Iterator[Finding]:
     for table in tables.values():
         for nb in table:
             index[(nb.local_ip, nb.peer_ip)].append(nb)
-    reported: set[frozenset] = set()
+    reported: set[frozenset[tuple[str, IPv4Address, IPv4Address]]] = set()
     unmatched: list[Neighbor] = []
     for host in sorted(tables):
         for nb in tables[host]:
@@ -448,10 +450,10 @@ def check_etcd(plan: Plan, _opts: CheckOptions) -> Iterator[Finding]:
         racks: dict[str, list[str]] = defaultdict(list)
         for m in c.members:
             racks[m.rack].append(m.name)
-        for rack, members in sorted(racks.items()):
-            if len(members) > 1:
-                yield _finding("ETC004", (c.name, rack, *members),
-                               f"{c.name} members {', '.join(members)} share rack {rack}: one ToR or PDU failure "
+        for rack, sharing in sorted(racks.items()):
+            if len(sharing) > 1:
+                yield _finding("ETC004", (c.name, rack, *sharing),
+                               f"{c.name} members {', '.join(sharing)} share rack {rack}: one ToR or PDU failure "
                                "takes them together", "put each member of a cluster in its own rack")
         problems = []
         t = c.timing
@@ -599,7 +601,7 @@ def run_checks(plan: Plan, options: CheckOptions | None = None, waivers: Iterabl
     return sorted(findings, key=sort_key)
 
 
-def sort_key(f: Finding) -> tuple:
+def sort_key(f: Finding) -> tuple[bool, bool, str, tuple[str, ...], str]:
     return (f.waived, f.severity != "error", f.id, f.objects, f.message)
 
 
@@ -665,11 +667,55 @@ def load_options(directory: Path, overrides: dict[str, int | None] | None = None
     return load_limits(directory, overrides, CheckOptions())
 
 
-_WAIVER_KEYS = {"id", "object", "reason", "expires", "reviewed_by"}
+def _nonempty(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must be a non-empty string")
+    return value
+
+
+def _known_check(value: str) -> str:
+    if value not in CHECKS:
+        raise ValueError(f"unknown check ID {value!r}{did_you_mean(value, CHECKS)}")
+    return value
+
+
+def _iso_date(value: object) -> object:
+    """YAML reads ``2030-01-01`` as a date and ``"2030-01-01"`` as a string: both are the date; a time is not."""
+    if isinstance(value, str):
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            pass
+    elif isinstance(value, date) and not isinstance(value, datetime):
+        return value
+    raise ValueError("must be a date (YYYY-MM-DD)")
+
+
+Text = Annotated[str, AfterValidator(_nonempty)]
+
+
+class WaiverEntry(BaseModel):
+    """One entry of ``waivers.yaml``."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    id: Annotated[Text, AfterValidator(_known_check)]
+    object: Text
+    reason: Text
+    expires: Annotated[date | None, BeforeValidator(_iso_date)] = None
+    reviewed_by: str | None = None
+
+
+class WaiversFile(BaseModel):
+    """``waivers.yaml``: ``waivers: [{id, object, reason, expires?, reviewed_by?}]`` (``waivers:`` alone is none)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    waivers: Annotated[list[WaiverEntry], BeforeValidator(lambda v: [] if v is None else v)] = []
 
 
 def load_waivers(directory: Path) -> list[Waiver]:
-    """``<site>/waivers.yaml``: ``waivers: [{id, object, reason, expires?, reviewed_by?}]``."""
+    """``<site>/waivers.yaml`` (optional); every bad entry is reported at once with its line."""
     path = directory / WAIVERS_FILE
     if not path.is_file():
         return []
@@ -677,58 +723,10 @@ def load_waivers(directory: Path) -> list[Waiver]:
     if not text.strip():
         return []
     doc = parse_yaml(text, str(path))
-    data = doc.data
-    file = str(path)
-    if not isinstance(data, dict) or set(data) - {"waivers"}:
-        extra = sorted(set(data) - {"waivers"}) if isinstance(data, dict) else []
-        loc = (extra[0],) if extra else ()
-        raise InputError([doc.problem(loc, "waivers.yaml must be a mapping with one key, 'waivers:' (a list)")])
-    entries = data.get("waivers") or []
-    if not isinstance(entries, list):
-        raise InputError([doc.problem(("waivers",), "'waivers' must be a list")])
-    problems: list[Problem] = []
+    parsed = validate_file(doc, WaiversFile)
     out: list[Waiver] = []
-    for i, entry in enumerate(entries):
-        loc = ("waivers", i)
-        if not isinstance(entry, dict):
-            problems.append(doc.problem(loc, "each waiver must be a mapping with id, object and reason"))
-            continue
-        bad = False
-        for key in entry:
-            if key not in _WAIVER_KEYS:
-                known = ", ".join(sorted(_WAIVER_KEYS))
-                problems.append(doc.problem((*loc, key), f"unknown key {key!r} (known: {known})"))
-                bad = True
-        for key in ("id", "object", "reason"):
-            value = entry.get(key)
-            if not isinstance(value, str) or not value.strip():
-                problems.append(doc.problem((*loc, key) if key in entry else loc,
-                                            f"required key {key!r} must be a non-empty string"))
-                bad = True
-        cid = entry.get("id")
-        if isinstance(cid, str) and cid not in CHECKS:
-            problems.append(doc.problem((*loc, "id"), f"unknown check ID {cid!r}"))
-            bad = True
-        expires = entry.get("expires")
-        if expires is not None:
-            if isinstance(expires, str):
-                try:
-                    expires = date.fromisoformat(expires)
-                except ValueError:
-                    expires = None
-            if isinstance(expires, datetime):  # YAML reads "2030-01-01 10:00" as a datetime
-                expires = None
-            if not isinstance(expires, date):
-                problems.append(doc.problem((*loc, "expires"), "expires must be a date (YYYY-MM-DD)"))
-                bad = True
-        reviewed = entry.get("reviewed_by")
-        if reviewed is not None and not isinstance(reviewed, str):
-            problems.append(doc.problem((*loc, "reviewed_by"), "reviewed_by must be a string"))
-            bad = True
-        if not bad:
-            line = doc.line_of(loc)
-            out.append(Waiver(id=cid, object=entry["object"], reason=entry["reason"].strip(), expires=expires,
-                              reviewed_by=reviewed, where=f"{file}:{line}" if line else file))
-    if problems:
-        raise InputError(problems)
+    for i, entry in enumerate(parsed.waivers):
+        line = doc.line_of(("waivers", i))
+        out.append(Waiver(id=entry.id, object=entry.object, reason=entry.reason.strip(), expires=entry.expires,
+                          reviewed_by=entry.reviewed_by, where=f"{doc.file}:{line}" if line else doc.file))
     return out

@@ -114,10 +114,26 @@ def parameter_lines(sem: dict[str, Any]) -> list[str]:
 
 def against_markdown(data: dict[str, Any], findings: Sequence[Finding], diff_text: str, diagram: str,
                      details_url: str | None = None, max_chars: int = MAX_COMMENT) -> str:
+    """The PR comment: a summary that is never cut, then findings, diagram and details while they fit
+    (each within its budget), then as much of the file diff as is left room for."""
     sem = data["semantic"]
-    n, r, v, s, f = sem["nodes"], sem["racks"], sem["vms"], sem["sessions"], sem["files"]
     where = (f"see the [complete lists]({details_url})" if details_url else
              "run `provisioner plan --against … --details-dir DIR` for the complete lists")
+    head = "\n".join(_summary_section(data, findings) + _racks_section(sem) + _anycast_section(sem)
+                     + _etcd_section(sem) + _tolerance_section(data)) + "\n"
+    parts = [_findings_section(findings), *_diagram_section(diagram, where), *_details_section(sem, where)]
+    body = head
+    for part in parts:
+        if len(body) + len(part) + 2 > max_chars - 500:
+            body += f"\n_Left out to fit a PR comment: {where}._\n"
+            break
+        body += "\n" + part + "\n"
+    return body + _diff_section(diff_text, max_chars - len(body), where)
+
+
+def _summary_section(data: dict[str, Any], findings: Sequence[Finding]) -> list[str]:
+    sem = data["semantic"]
+    n, r, v, s, f = sem["nodes"], sem["racks"], sem["vms"], sem["sessions"], sem["files"]
     verdict = summary(findings)
     status = (":x: check failed" if verdict["errors"] else ":white_check_mark: check passed")
     out = [f"### provisioner plan: `{data['site']}` against `{data['against']}`", "",
@@ -137,21 +153,31 @@ def against_markdown(data: dict[str, Any], findings: Sequence[Finding], diff_tex
         ("spines", len(sem["spines"]["added"]), len(sem["spines"]["removed"]), len(sem["spines"]["changed"])),
         ("files", len(f["added"]), len(f["removed"]), len(f["changed"])),
     ]))
-    if r["added"] or r["removed"]:
-        rows = [(f"`{k}`", "added", x["dc"], f"`{x['tor']}`", x["asn"], f"`{x['subnet']}`")
-                for k, x in r["added"].items()]
-        rows += [(f"`{k}`", "removed", x["dc"], f"`{x['tor']}`", x["asn"], f"`{x['subnet']}`")
-                 for k, x in r["removed"].items()]
-        if len(rows) > 40:
-            rows = [*rows[:40], (f"… {len(rows) - 40} more", "", "", "", "", "")]
-        out += ["", "#### Racks", "", md_table(("rack", "", "DC", "ToR", "AS", "subnet"), rows)]
-    out += ["", "#### Anycast announcers per DC", ""]
+    return out
+
+
+def _racks_section(sem: dict[str, Any]) -> list[str]:
+    r = sem["racks"]
+    if not (r["added"] or r["removed"]):
+        return []
+    rows = [(f"`{k}`", "added", x["dc"], f"`{x['tor']}`", x["asn"], f"`{x['subnet']}`")
+            for k, x in r["added"].items()]
+    rows += [(f"`{k}`", "removed", x["dc"], f"`{x['tor']}`", x["asn"], f"`{x['subnet']}`")
+             for k, x in r["removed"].items()]
+    if len(rows) > 40:
+        rows = [*rows[:40], (f"… {len(rows) - 40} more", "", "", "", "", "")]
+    return ["", "#### Racks", "", md_table(("rack", "", "DC", "ToR", "AS", "subnet"), rows)]
+
+
+def _anycast_section(sem: dict[str, Any]) -> list[str]:
     rows = []
     for a in sem["anycast"]:
         delta = a["after"] - a["before"]
         rows.append((f"`{a['range']}`", a["dc"], a["before"], a["after"], f"**{delta:+d}**" if delta else "unchanged"))
-    out.append(md_table(("range", "DC", "before", "after", "change"), rows))
-    out += ["", "#### etcd membership", ""]
+    return ["", "#### Anycast announcers per DC", "", md_table(("range", "DC", "before", "after", "change"), rows)]
+
+
+def _etcd_section(sem: dict[str, Any]) -> list[str]:
     rows = []
     for name, e in sem["etcd"].items():
         changes = [f"+`{m}`" for m in e["added"]] + [f"−`{m}`" for m in e["removed"]]
@@ -161,28 +187,40 @@ def against_markdown(data: dict[str, Any], findings: Sequence[Finding], diff_tex
             changes.append("settings: " + ", ".join(e["settings_changed"]))
         rows.append((f"`{name}`", ", ".join(e["before"]), ", ".join(e["after"]),
                      "<br>".join(changes) if changes else "unchanged"))
-    out.append(md_table(("cluster", "before", "after", "change"), rows))
+    out = ["", "#### etcd membership", "", md_table(("cluster", "before", "after", "change"), rows)]
     moving = [name for name, e in sem["etcd"].items() if e["added"] or e["removed"] or e["changed"]]
     if moving:
         out += ["", "> [!WARNING]", f"> etcd membership changes ({', '.join(moving)}): roll it out one member at a "
                 "time (`etcdctl member add`, start the new member, then `member remove` the old one), with quorum "
                 "checked between steps."]
-    if data.get("tolerance"):
-        out += ["", "<sub>fault tolerance after this change:</sub>", ""]
-        out += [f"- {line}" for line in data["tolerance"]]
-    head = "\n".join(out) + "\n"  # the summary: never cut
+    return out
 
-    parts: list[str] = []
+
+def _tolerance_section(data: dict[str, Any]) -> list[str]:
+    if not data.get("tolerance"):
+        return []
+    return ["", "<sub>fault tolerance after this change:</sub>", "", *(f"- {line}" for line in data["tolerance"])]
+
+
+def _findings_section(findings: Sequence[Finding]) -> str:
     fnd = findings_markdown(findings)
     if len(fnd) > BUDGETS["findings"]:
         rows_fit = max(1, len(findings) * BUDGETS["findings"] // len(fnd) - 1)
         fnd = findings_markdown(findings, limit=rows_fit)
-    parts.append("#### Check findings (this change)\n\n" + fnd)
+    return "#### Check findings (this change)\n\n" + fnd
+
+
+def _diagram_section(diagram: str, where: str) -> list[str]:
     if diagram and len(diagram) <= BUDGETS["diagram"]:
-        parts.append("#### What the change touches\n\n" + diagram)
-    elif diagram:
-        parts.append(f"#### What the change touches\n\n_The diagram ({len(diagram):,} characters) does not fit; "
-                     f"{where}._")
+        return ["#### What the change touches\n\n" + diagram]
+    if diagram:
+        return [f"#### What the change touches\n\n_The diagram ({len(diagram):,} characters) does not fit; "
+                f"{where}._"]
+    return []
+
+
+def _details_section(sem: dict[str, Any], where: str) -> list[str]:
+    n, s, f, pods = sem["nodes"], sem["sessions"], sem["files"], sem["pods"]
     blocks = []
     if n["added"] or n["removed"] or n["changed"]:
         lines = [f"{sign} {h} ({x['dc']}/{x['rack']}) {x['address']} pods {x['pod_cidr']}"
@@ -191,7 +229,6 @@ def against_markdown(data: dict[str, Any], findings: Sequence[Finding], diff_tex
                   for h, ch in n["changed"].items()]
         blocks.append(details(f"{_count(len(lines), 'node')} added, removed or changed",
                               _block(lines, BUDGETS["nodes"], where)))
-    pods = sem["pods"]
     if pods["allocated"] or pods["released"]:
         lines = [f"+ {h} {c}" for h, c in pods["allocated"].items()]
         lines += [f"- {h} {c}" for h, c in pods["released"].items()]
@@ -206,25 +243,20 @@ def against_markdown(data: dict[str, Any], findings: Sequence[Finding], diff_tex
     if touched_files:
         blocks.append(details(f"{_count(len(touched_files), 'file')} touched",
                               _block(group_files(f), BUDGETS["files"], where)))
-    if blocks:
-        parts.append("#### Details\n\n" + "\n\n".join(blocks))
-    body = head
-    for part in parts:
-        if len(body) + len(part) + 2 > max_chars - 500:
-            body += f"\n_Left out to fit a PR comment: {where}._\n"
-            break
-        body += "\n" + part + "\n"
-    if diff_text:
-        wrapper = len(details("file diff", "```diff\n```")) + 400
-        room = max_chars - len(body) - wrapper
-        shown = diff_text
-        note = ""
-        if len(diff_text) > room:
-            shown = diff_text[:max(room, 0)].rsplit("\n", 1)[0] + "\n" if room > 0 else ""
-            note = (f"\n\n_The diff is cut at {len(shown):,} of {len(diff_text):,} characters to fit a PR comment; "
-                    f"{where}._")
-        if shown:
-            body += "\n" + details("file diff", "```diff\n" + shown + "```" + note) + "\n"
-        else:
-            body += f"\n_The file diff ({len(diff_text):,} characters) does not fit; {where}._\n"
-    return body
+    return ["#### Details\n\n" + "\n\n".join(blocks)] if blocks else []
+
+
+def _diff_section(diff_text: str, left: int, where: str) -> str:
+    """As much of the file diff as fits in ``left`` characters, cut at a line, or a note that it does not."""
+    if not diff_text:
+        return ""
+    room = left - len(details("file diff", "```diff\n```")) - 400
+    shown = diff_text
+    note = ""
+    if len(diff_text) > room:
+        shown = diff_text[:max(room, 0)].rsplit("\n", 1)[0] + "\n" if room > 0 else ""
+        note = (f"\n\n_The diff is cut at {len(shown):,} of {len(diff_text):,} characters to fit a PR comment; "
+                f"{where}._")
+    if shown:
+        return "\n" + details("file diff", "```diff\n" + shown + "```" + note) + "\n"
+    return f"\n_The file diff ({len(diff_text):,} characters) does not fit; {where}._\n"

@@ -14,7 +14,7 @@ import re
 from collections import Counter
 from typing import Any
 
-from .plan import Plan
+from .plan import Plan, PlanSpine
 
 _ID = re.compile(r"[^A-Za-z0-9_]")
 STYLES = {
@@ -78,83 +78,17 @@ def rack_reasons(sem: dict[str, Any], base: Plan, new: Plan) -> dict[str, str]:
 
 def mermaid(base: Plan, new: Plan, sem: dict[str, Any]) -> str:
     """A flowchart of what the change touches, highlighted by status; '' when it touches nothing."""
-    touched = sem["touched"]
-    if not any(touched.values()):
+    if not any(sem["touched"].values()):
         return ""
-    tors = {t.rack: t for t in base.tors} | {t.rack: t for t in new.tors}
-    spines = {s.name: s for s in base.spines} | {s.name: s for s in new.spines}
-    base_vms = {v.name: v for v in base.vms}
-    vms = base_vms | {v.name: v for v in new.vms}
-    nodes_per_rack = Counter(n.rack for n in new.nodes)
-    reasons = rack_reasons(sem, base, new)
+    chart = _Chart(base, new, sem)
     dcs = list(dict.fromkeys([*new.dcs, *base.dcs]))
     # Left to right at the top level, with the DCs chained by invisible links, so they appear in site
     # order (Mermaid otherwise lays unconnected subgraphs out last-first); inside each DC top to bottom.
-    lines = ["```mermaid", "flowchart LR"]
-    edges: list[str] = []
-    classes: dict[str, list[str]] = {k: [] for k in STYLES}
+    chart.lines += ["```mermaid", "flowchart LR"]
     for dc in dcs:
-        did = mermaid_id("dc", dc)
-        dc_racks = [r for r, t in tors.items() if t.dc == dc]
-        dc_spines = [s for s in spines.values() if s.dc == dc]
-        changed_racks = [r for r in dc_racks if r in touched["racks"]]
-        changed_spines = [s.name for s in dc_spines if s.name in touched["spines"]]
-        dc_vms = [v for v in touched["vms"] if vms.get(v) is not None and vms[v].dc == dc]
-        lines.append(f'  subgraph {did}["{dc}"]')
-        lines.append("    direction TB")
-        if not (changed_racks or changed_spines or dc_vms):
-            oid = mermaid_id("same", dc)
-            lines.append(f'    {oid}["{len(dc_racks)} racks · {len(dc_spines)} spines<br/>unchanged"]')
-            classes["same"].append(oid)
-            lines.append("  end")
-            lines.append(f"  style {did} {SUBGRAPH_STYLE}")
-            continue
-        # Spines: one node each when any changed, else one folded node.
-        spine_ids: list[str] = []
-        if changed_spines:
-            for s in dc_spines:
-                sid = mermaid_id("sp", s.name)
-                lines.append(f'    {sid}{{{{"{s.name}<br/>AS {s.asn}"}}}}')
-                classes[touched["spines"].get(s.name, "same")].append(sid)
-                spine_ids.append(sid)
-        else:
-            sid = mermaid_id("spines", dc)
-            asns = sorted({s.asn for s in dc_spines})
-            lines.append(f'    {sid}{{{{"{len(dc_spines)} spines<br/>AS {", ".join(map(str, asns))}"}}}}')
-            classes["same"].append(sid)
-            spine_ids.append(sid)
-        # Touched racks grouped by kind of change.
-        groups: dict[tuple[str, str], list[str]] = {}
-        for r in changed_racks:
-            groups.setdefault((touched["racks"][r], reasons.get(r, "config only")), []).append(r)
-        for k, ((status, why), racks) in enumerate(sorted(groups.items())):
-            gid = mermaid_id("racks", f"{dc}_{k}")
-            if len(racks) == 1:
-                t = tors[racks[0]]
-                text = (f"{racks[0]} · {why}<br/>{t.name} · AS {t.asn}<br/>"
-                        f"{nodes_per_rack.get(racks[0], 0)} nodes · {t.subnet}")
-            else:
-                which = "all racks" if len(racks) == len(dc_racks) else _names(racks)
-                text = f"{len(racks)} racks · {why}<br/>{which}"
-            lines.append(f'    {gid}["{_label(text)}"]')
-            classes[status].append(gid)
-            edges += [f"  {gid} --- {sid}" for sid in spine_ids]
-        rest = len(dc_racks) - len(changed_racks)
-        if rest > 0:
-            oid = mermaid_id("same", dc)
-            lines.append(f'    {oid}["{rest} racks unchanged"]')
-            classes["same"].append(oid)
-            edges += [f"  {oid} --- {sid}" for sid in spine_ids]
-        for name in dc_vms:
-            v = vms[name]
-            vid = mermaid_id("vm", name)
-            was = base_vms.get(name)
-            where = v.rack if was is None or was.rack == v.rack else f"{was.rack} → {v.rack}"
-            lines.append(f'    {vid}(["{name}<br/>{v.role.replace("_", " ")} · {where}"])')
-            classes[touched["vms"][name]].append(vid)
-        lines.append("  end")
-        lines.append(f"  style {did} {SUBGRAPH_STYLE}")
-    lines += list(dict.fromkeys(edges))
+        chart.dc(dc)
+    lines, classes = chart.lines, chart.classes
+    lines += list(dict.fromkeys(chart.edges))
     lines.append('  subgraph legend["legend"]')
     lines.append("    direction TB")
     for status, text in LEGEND.items():
@@ -171,3 +105,90 @@ def mermaid(base: Plan, new: Plan, sem: dict[str, Any]) -> str:
             lines.append(f"  class {','.join(dict.fromkeys(ids))} {status}")
     lines.append("```")
     return "\n".join(lines)
+
+
+class _Chart:
+    """The flowchart being written: its lines, the edges (written after all DCs) and each node's class."""
+
+    def __init__(self, base: Plan, new: Plan, sem: dict[str, Any]):
+        self.touched = sem["touched"]
+        self.tors = {t.rack: t for t in base.tors} | {t.rack: t for t in new.tors}
+        self.spines = {s.name: s for s in base.spines} | {s.name: s for s in new.spines}
+        self.base_vms = {v.name: v for v in base.vms}
+        self.vms = self.base_vms | {v.name: v for v in new.vms}
+        self.nodes_per_rack = Counter(n.rack for n in new.nodes)
+        self.reasons = rack_reasons(sem, base, new)
+        self.lines: list[str] = []
+        self.edges: list[str] = []
+        self.classes: dict[str, list[str]] = {k: [] for k in STYLES}
+
+    def dc(self, dc: str) -> None:
+        """One DC's subgraph: folded to one node when nothing in it changed."""
+        touched = self.touched
+        did = mermaid_id("dc", dc)
+        dc_racks = [r for r, t in self.tors.items() if t.dc == dc]
+        dc_spines = [s for s in self.spines.values() if s.dc == dc]
+        changed_racks = [r for r in dc_racks if r in touched["racks"]]
+        changed_spines = [s.name for s in dc_spines if s.name in touched["spines"]]
+        dc_vms = [v for v in touched["vms"] if self.vms.get(v) is not None and self.vms[v].dc == dc]
+        self.lines.append(f'  subgraph {did}["{dc}"]')
+        self.lines.append("    direction TB")
+        if changed_racks or changed_spines or dc_vms:
+            spine_ids = self._spines(dc, dc_spines, bool(changed_spines))
+            self._racks(dc, dc_racks, changed_racks, spine_ids)
+            self._vms(dc_vms)
+        else:
+            oid = mermaid_id("same", dc)
+            self.lines.append(f'    {oid}["{len(dc_racks)} racks · {len(dc_spines)} spines<br/>unchanged"]')
+            self.classes["same"].append(oid)
+        self.lines.append("  end")
+        self.lines.append(f"  style {did} {SUBGRAPH_STYLE}")
+
+    def _spines(self, dc: str, dc_spines: list[PlanSpine], any_changed: bool) -> list[str]:
+        """Spines: one node each when any changed, else one folded node."""
+        if not any_changed:
+            sid = mermaid_id("spines", dc)
+            asns = sorted({s.asn for s in dc_spines})
+            self.lines.append(f'    {sid}{{{{"{len(dc_spines)} spines<br/>AS {", ".join(map(str, asns))}"}}}}')
+            self.classes["same"].append(sid)
+            return [sid]
+        spine_ids = []
+        for s in dc_spines:
+            sid = mermaid_id("sp", s.name)
+            self.lines.append(f'    {sid}{{{{"{s.name}<br/>AS {s.asn}"}}}}')
+            self.classes[self.touched["spines"].get(s.name, "same")].append(sid)
+            spine_ids.append(sid)
+        return spine_ids
+
+    def _racks(self, dc: str, dc_racks: list[str], changed_racks: list[str], spine_ids: list[str]) -> None:
+        """Touched racks grouped by kind of change, then one node for the unchanged rest."""
+        groups: dict[tuple[str, str], list[str]] = {}
+        for r in changed_racks:
+            groups.setdefault((self.touched["racks"][r], self.reasons.get(r, "config only")), []).append(r)
+        for k, ((status, why), racks) in enumerate(sorted(groups.items())):
+            gid = mermaid_id("racks", f"{dc}_{k}")
+            if len(racks) == 1:
+                t = self.tors[racks[0]]
+                text = (f"{racks[0]} · {why}<br/>{t.name} · AS {t.asn}<br/>"
+                        f"{self.nodes_per_rack.get(racks[0], 0)} nodes · {t.subnet}")
+            else:
+                which = "all racks" if len(racks) == len(dc_racks) else _names(racks)
+                text = f"{len(racks)} racks · {why}<br/>{which}"
+            self.lines.append(f'    {gid}["{_label(text)}"]')
+            self.classes[status].append(gid)
+            self.edges += [f"  {gid} --- {sid}" for sid in spine_ids]
+        rest = len(dc_racks) - len(changed_racks)
+        if rest > 0:
+            oid = mermaid_id("same", dc)
+            self.lines.append(f'    {oid}["{rest} racks unchanged"]')
+            self.classes["same"].append(oid)
+            self.edges += [f"  {oid} --- {sid}" for sid in spine_ids]
+
+    def _vms(self, dc_vms: list[str]) -> None:
+        for name in dc_vms:
+            v = self.vms[name]
+            vid = mermaid_id("vm", name)
+            was = self.base_vms.get(name)
+            where = v.rack if was is None or was.rack == v.rack else f"{was.rack} → {v.rack}"
+            self.lines.append(f'    {vid}(["{name}<br/>{v.role.replace("_", " ")} · {where}"])')
+            self.classes[self.touched["vms"][name]].append(vid)

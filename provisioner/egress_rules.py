@@ -6,11 +6,10 @@ from collections.abc import Iterator
 from ipaddress import IPv4Network
 
 from .model import Site
+from .util import Loc, Violation
 
-Loc = tuple[str | int, ...]
 
-
-def egress_problems(site: Site) -> Iterator[tuple[Loc, str]]:
+def egress_problems(site: Site) -> Iterator[Violation]:
     """An upstream is outside the site: its ASN is none of the site's, what it may send does not overlap the
     site's own prefixes, and each DC lists an upstream once."""
     site_asns: dict[int, str] = {}

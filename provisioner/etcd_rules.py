@@ -12,12 +12,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from .model import Site
-from .util import Loc
+from .util import Violation
 
 ROLES = (("etcd", "main etcd"), ("etcd_events", "events etcd"))
 
 
-def etcd_problems(site: Site) -> Iterator[tuple[Loc, str]]:
+def etcd_problems(site: Site) -> Iterator[Violation]:
     for role, what in ROLES:
         members = getattr(site.vms, role)
         total = len(members)

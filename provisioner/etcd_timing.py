@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from .model import Etcd
+from .util import Violation
 
 ELECTION_MAX_MS = 50_000
 QUOTA_MAX_BYTES = 8 * 1024**3
@@ -31,7 +32,7 @@ def derive(etcd: Etcd) -> Timing:
     return Timing(heartbeat_ms=heartbeat, election_ms=election)
 
 
-def timing_problems(etcd: Etcd) -> Iterator[tuple[tuple[str | int, ...], str]]:
+def timing_problems(etcd: Etcd) -> Iterator[Violation]:
     rtt = etcd.inter_dc_rtt_ms
     t = derive(etcd)
     if not 0.5 * rtt <= t.heartbeat_ms <= 1.5 * rtt:

@@ -17,16 +17,19 @@ pipeline refuses them unless the command was given ``--allow-moves``.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
+from typing import Any, TypeVar
 
 from .errors import InputError, Problem, short
-from .load import Loc, SiteSource, YamlDoc, dotted, expanded_nodes, gc_paused, parse_yaml, read_input
-from .model import PodPool, Site
+from .load import SiteSource, YamlDoc, parse_yaml, read_input
+from .model import DataCentre, Node, PodPool, Rack, Site, expanded_nodes
+from .util import Loc, dotted, gc_paused
 
 LOCK_VERSION = 1
+T = TypeVar("T")
 SECTIONS = ("pod_cidrs", "node_addresses", "fabric_links")
 
 
@@ -108,9 +111,9 @@ _LOCK_TOP = re.compile(r"(pod_cidrs|node_addresses|fabric_links|version):(?: (\{
 _LOCK_ENTRY = re.compile(r'  (?:([a-z][a-z0-9~-]*)|"([A-Za-z0-9._~-]*)"): ([0-9]+\.[0-9]+\.[0-9]+\.[0-9]+(?:/[0-9]+)?)')
 
 
-def _fast_lock_data(text: str) -> dict | None:
-    data: dict = {}
-    section: dict | None = None
+def _fast_lock_data(text: str) -> dict[str, Any] | None:
+    data: dict[str, Any] = {}
+    section: dict[str, str] | None = None
     for line in text.split("\n"):
         if not line or line[0] == "#":
             continue
@@ -189,7 +192,7 @@ def _address(value: str) -> IPv4Address:
     return IPv4Address(value)
 
 
-def _section(doc: YamlDoc, name: str, parse, problems: list[Problem]) -> dict:
+def _section(doc: YamlDoc, name: str, parse: Callable[[str], T], problems: list[Problem]) -> dict[str, T]:
     if name not in doc.data:
         problems.append(Problem(doc.file, None, name, f"section {name!r} is missing: the file looks truncated; "
                                 f"restore it (e.g. from git); write `{name}: {{}}` only if it is really empty"))
@@ -243,37 +246,56 @@ def dump_lock(site_name: str, allocs: Allocations) -> str:
 # --- allocation ------------------------------------------------------------------------------
 
 
-class _PoolState:
-    """First-fit over the node-sized slots of one pool, as integers (fast at 10 000 nodes)."""
+class PodPoolSlots:
+    """First-fit over the node-sized slots of one pod pool, as integers (fast at 10 000 nodes).
+
+    The allocator's own pool state, public so that a what-if (capacity) replays exactly the allocator's
+    pass: :func:`pod_pool_slots` seeds it from a lock, :meth:`take` hands out the lowest free prefix.
+    """
 
     def __init__(self, pool: PodPool):
         self.pool = pool
-        self.base = int(pool.cidr.network_address)
-        self.step = 1 << (32 - pool.node_prefix_len)
-        self.size = 1 << (pool.node_prefix_len - pool.cidr.prefixlen)
-        self.used: set[int] = set()
-        self.cursor = 0
+        self._base = int(pool.cidr.network_address)
+        self._step = 1 << (32 - pool.node_prefix_len)
+        self._size = 1 << (pool.node_prefix_len - pool.cidr.prefixlen)
+        self._used: set[int] = set()
+        self._cursor = 0
 
-    def slot_of(self, net: IPv4Network) -> int | None:
+    def serves(self, dc: str) -> bool:
+        """Whether nodes of data centre ``dc`` may take a prefix from this pool (``dcs: []`` = any)."""
+        return not self.pool.dcs or dc in self.pool.dcs
+
+    def reserve(self, net: IPv4Network) -> bool:
+        """Mark ``net`` used; False (nothing marked) if it is not one of this pool's node prefixes."""
         if net.prefixlen != self.pool.node_prefix_len:
-            return None
+            return False
         # net.subnet_of(pool) in integers: an aligned node prefix lies in the pool iff it starts in it.
-        offset = int(net.network_address) - self.base
-        if not 0 <= offset < self.size * self.step:
-            return None
-        return offset // self.step
+        offset = int(net.network_address) - self._base
+        if not 0 <= offset < self._size * self._step:
+            return False
+        self._used.add(offset // self._step)
+        return True
 
     def take(self) -> IPv4Network | None:
-        while self.cursor < self.size and self.cursor in self.used:
-            self.cursor += 1
-        if self.cursor >= self.size:
+        """The lowest free node prefix (now used), or None when the pool is full."""
+        while self._cursor < self._size and self._cursor in self._used:
+            self._cursor += 1
+        if self._cursor >= self._size:
             return None
-        self.used.add(self.cursor)
-        return IPv4Network((self.base + self.cursor * self.step, self.pool.node_prefix_len))
+        self._used.add(self._cursor)
+        return IPv4Network((self._base + self._cursor * self._step, self.pool.node_prefix_len))
 
     @property
     def free(self) -> int:
-        return self.size - len(self.used)
+        return self._size - len(self._used)
+
+
+def pod_pool_slots(site: Site, pod_cidrs: Mapping[str, IPv4Network]) -> tuple[list[PodPoolSlots], list[str]]:
+    """The slots of every pod pool of ``site`` (in site order) with the locked ``pod_cidrs`` reserved,
+    and the owners whose prefix lies in no pool (or has another length than the pool's node prefix)."""
+    pools = [PodPoolSlots(p) for p in site.address_plan.pod_pools]
+    outside = [owner for owner, net in pod_cidrs.items() if not any(state.reserve(net) for state in pools)]
+    return pools, outside
 
 
 class _Where:
@@ -328,166 +350,184 @@ def allocate(
     entry that can no longer stand (a node moved to another rack) is an error unless ``allow_moves``;
     then it is re-allocated and reported in ``change.moves``.
     """
-    where = _Where(doc, lock_file)
-    problems: list[Problem] = []
-    moves: list[Move] = []
-    racks = [((d, r), dc, rack) for d, dc in enumerate(site.dcs) for r, rack in enumerate(dc.racks)]
-    live_nodes = [(("dcs", d, "racks", r, *nl), dc, rack, node)
-                  for (d, r), dc, rack in racks for node, nl in expanded_nodes(rack)]
-    live_names = {node.hostname for _, _, _, node in live_nodes}
-
-    # Pod prefixes.
-    pools = [_PoolState(p) for p in site.address_plan.pod_pools]
-    pod_cidrs = dict(lock.pod_cidrs)
-    for owner, net in lock.pod_cidrs.items():
-        for state in pools:
-            slot = state.slot_of(net)
-            if slot is not None:
-                state.used.add(slot)
-                break
-        else:
-            if owner in live_names and allow_moves:
-                del pod_cidrs[owner]  # re-allocated below, reported as a move
-            elif owner in live_names or any(net.overlaps(state.pool.cidr) for state in pools):
-                # Outside every pool, an orphan's prefix harms nothing; inside one with the wrong length,
-                # first-fit would hand out addresses on top of it.
-                problems.append(where.lock("pod_cidrs", owner,
-                                           f"{net} lies in no pod pool (or does not match its node prefix "
-                                           "length); restore the pool, release the node if it is gone, or "
-                                           "re-run with --allow-moves to give it a new prefix"))
-    added_pods: list[str] = []
-    missing: dict[str, int] = {}
-    first_missing: Loc | None = None
-    for loc, dc, _rack, node in live_nodes:
-        if node.hostname in pod_cidrs:
-            continue
-        for state in pools:
-            if state.pool.dcs and dc.name not in state.pool.dcs:
-                continue
-            net = state.take()
-            if net is not None:
-                pod_cidrs[node.hostname] = net
-                added_pods.append(node.hostname)
-                break
-        else:
-            missing[dc.name] = missing.get(dc.name, 0) + 1
-            first_missing = first_missing or loc[:4]
-    if missing:
-        total = sum(missing.values())
-        per_dc = ", ".join(f"{dc}: {n}" for dc, n in sorted(missing.items()))
-        pools_loc: Loc = (("address_plan", "pod_pools", 0) if len(pools) == 1
-                          else ("address_plan", "pod_pools"))
-        first = f"; the first without one is in {where.describe(first_missing)}" if first_missing else ""
-        problems.append(where.site(pools_loc, f"pod pools exhausted: {total} more node prefixes are needed "
-                                              f"({per_dc}){first}; add a pool or release orphaned nodes",
-                                   "address_plan.pod_pools"))
-    for owner in added_pods:
-        if owner in lock.pod_cidrs:
-            moves.append(Move("pod_cidrs", owner, str(lock.pod_cidrs[owner]), str(pod_cidrs[owner]), lock_file))
-
-    # Underlay addresses of nodes declared without one.
-    node_addresses = dict(lock.node_addresses)
-    taken_by_rack = taken_addresses(site)
-    claimed: dict[IPv4Address, Loc] | None = None
-    locked_addresses = set(node_addresses.values())
-    added_addresses: list[str] = []
-    for loc, _dc, rack, node in live_nodes:
-        if node.address is not None:
-            node_addresses.pop(node.hostname, None)  # explicit wins; the lock keeps no copy
-            continue
-        locked = node_addresses.get(node.hostname)
-        taken = taken_by_rack[rack.name]
-        if locked is not None and locked in rack.subnet:
-            if locked in taken:  # a locked address never moves silently: the SRE decides
-                claimed = claimed if claimed is not None else claimed_addresses(site)
-                problems.append(where.site(claimed.get(locked, loc), (
-                    f"{locked} is locked to {node.hostname} ({where.lock_ref('node_addresses', node.hostname)}) "
-                    "but site.yaml now also uses it here; pick another address here, or give "
-                    f"{node.hostname} an explicit address")))
-            taken.add(locked)
-            continue
-        if locked is not None and not allow_moves:
-            problems.append(where.site(loc, (
-                f"{node.hostname} is locked to {locked} ({where.lock_ref('node_addresses', node.hostname)}), "
-                f"outside its rack subnet {rack.subnet}: it would get a new address; run with --allow-moves "
-                "if that is intended")))
-            continue
-        for addr in rack.subnet.hosts():
-            if addr not in taken and addr not in locked_addresses:
-                node_addresses[node.hostname] = addr
-                taken.add(addr)
-                locked_addresses.add(addr)
-                added_addresses.append(node.hostname)
-                if locked is not None:
-                    moves.append(Move("node_addresses", node.hostname, str(locked), str(addr), lock_file))
-                break
-        else:
-            problems.append(where.site(loc, f"rack subnet {rack.subnet} has no free address left for "
-                                            f"{node.hostname}", f"racks.{rack.name}.subnet"))
-    # A removed node's address stays reserved until released: nothing in site.yaml may take it.
-    for owner, addr in lock.node_addresses.items():
-        if owner in live_names:
-            continue
-        claimed = claimed if claimed is not None else claimed_addresses(site)
-        if addr in claimed:
-            problems.append(where.site(claimed[addr], (
-                f"{addr} is reserved for the removed node {owner} ({where.lock_ref('node_addresses', owner)}) "
-                f"until `provisioner release {site.site} {owner}` frees it; use another address")))
-
-    # Fabric /31s.
-    wanted = list(fabric_link_ids(site))
-    wanted_set = set(wanted)
-    fabric_links: dict[str, IPv4Network] = {}
-    for lid, net in lock.fabric_links.items():
-        if lid in wanted_set:
-            fabric_links[lid] = net
-        else:
-            a, _, b = lid.partition("~")
-            if link_id(b, a) in wanted_set and link_id(b, a) not in lock.fabric_links:
-                fabric_links[link_id(b, a)] = net  # written before link ids were order-independent
-    relocated: dict[str, IPv4Network] = {}
-    for lid, net in list(fabric_links.items()):
-        if not net.subnet_of(site.address_plan.fabric_pool):
-            if allow_moves:
-                relocated[lid] = fabric_links.pop(lid)  # re-allocated below, reported as a move
-                continue
-            problems.append(where.lock("fabric_links", lid,
-                                       f"{net} is outside the fabric pool {site.address_plan.fabric_pool}; "
-                                       "restore the pool, or re-run with --allow-moves to give the link a "
-                                       "new /31"))
-    renamed = {lid for lid in fabric_links if lid not in lock.fabric_links}
-    freed = tuple(sorted(lid for lid in set(lock.fabric_links) - wanted_set
-                         if spine_link_id(*lid.split("~", 1)) not in renamed))
-    used = {int(n.network_address) for n in fabric_links.values()}
-    base = int(site.address_plan.fabric_pool.network_address)
-    end = int(site.address_plan.fabric_pool.broadcast_address)
-    cursor = base
-    added_links: list[str] = []
-    for lid in wanted:
-        if lid in fabric_links:
-            continue
-        while cursor in used:
-            cursor += 2
-        if cursor + 1 > end:
-            problems.append(where.site(("address_plan", "fabric_pool"),
-                                       f"fabric pool {site.address_plan.fabric_pool} is exhausted "
-                                       f"({len(wanted)} /31 links needed)"))
-            break
-        fabric_links[lid] = IPv4Network((cursor, 31))
-        used.add(cursor)
-        added_links.append(lid)
-        if lid in relocated:
-            moves.append(Move("fabric_links", lid, str(relocated[lid]), str(fabric_links[lid]), lock_file))
-
-    if problems:
-        raise InputError(problems)
-    orphaned = tuple(sorted(set(pod_cidrs) - live_names))
+    run = _Run(site, lock, _Where(doc, lock_file), allow_moves)
+    pod_cidrs, added_pods = run.pods()
+    node_addresses, added_addresses = run.addresses()
+    fabric_links, added_links, freed = run.links()
+    if run.problems:
+        raise InputError(run.problems)
+    orphaned = tuple(sorted(set(pod_cidrs) - run.live_names))
     return (
         Allocations(pod_cidrs=pod_cidrs, node_addresses=node_addresses, fabric_links=fabric_links),
         AllocationChange(added_pods=tuple(added_pods), added_addresses=tuple(added_addresses),
                          added_links=tuple(added_links), freed_links=freed, orphaned=orphaned,
-                         moves=tuple(moves)),
+                         moves=tuple(run.moves)),
     )
+
+
+class _Run:
+    """One allocation: its three phases (pod prefixes, node addresses, fabric /31s) share the site, the
+    lock, where errors point and what has gone wrong so far; each phase adds its problems and moves."""
+
+    def __init__(self, site: Site, lock: Allocations, where: _Where, allow_moves: bool):
+        self.site = site
+        self.lock = lock
+        self.where = where
+        self.allow_moves = allow_moves
+        self.problems: list[Problem] = []
+        self.moves: list[Move] = []
+        self.live_nodes: list[tuple[Loc, DataCentre, Rack, Node]] = [
+            (("dcs", d, "racks", r, *nl), dc, rack, node)
+            for d, dc in enumerate(site.dcs) for r, rack in enumerate(dc.racks)
+            for node, nl in expanded_nodes(rack)]
+        self.live_names = {node.hostname for _, _, _, node in self.live_nodes}
+        self._claimed: dict[IPv4Address, Loc] | None = None
+
+    def claimed(self) -> dict[IPv4Address, Loc]:
+        if self._claimed is None:
+            self._claimed = claimed_addresses(self.site)
+        return self._claimed
+
+    def pods(self) -> tuple[dict[str, IPv4Network], list[str]]:
+        """First-fit pod prefixes for nodes without one, in site order, from the pools that serve the DC."""
+        lock, where = self.lock, self.where
+        pools, outside = pod_pool_slots(self.site, lock.pod_cidrs)
+        pod_cidrs = dict(lock.pod_cidrs)
+        for owner in outside:
+            net = lock.pod_cidrs[owner]
+            if owner in self.live_names and self.allow_moves:
+                del pod_cidrs[owner]  # re-allocated below, reported as a move
+            elif owner in self.live_names or any(net.overlaps(state.pool.cidr) for state in pools):
+                # Outside every pool, an orphan's prefix harms nothing; inside one with the wrong length,
+                # first-fit would hand out addresses on top of it.
+                self.problems.append(where.lock("pod_cidrs", owner,
+                                                f"{net} lies in no pod pool (or does not match its node prefix "
+                                                "length); restore the pool, release the node if it is gone, or "
+                                                "re-run with --allow-moves to give it a new prefix"))
+        added: list[str] = []
+        missing: dict[str, int] = {}
+        first_missing: Loc | None = None
+        for loc, dc, _rack, node in self.live_nodes:
+            if node.hostname in pod_cidrs:
+                continue
+            for state in pools:
+                taken = state.take() if state.serves(dc.name) else None
+                if taken is not None:
+                    pod_cidrs[node.hostname] = taken
+                    added.append(node.hostname)
+                    break
+            else:
+                missing[dc.name] = missing.get(dc.name, 0) + 1
+                first_missing = first_missing or loc[:4]
+        if missing:
+            total = sum(missing.values())
+            per_dc = ", ".join(f"{dc}: {n}" for dc, n in sorted(missing.items()))
+            pools_loc: Loc = (("address_plan", "pod_pools", 0) if len(pools) == 1
+                              else ("address_plan", "pod_pools"))
+            first = f"; the first without one is in {where.describe(first_missing)}" if first_missing else ""
+            self.problems.append(where.site(pools_loc, f"pod pools exhausted: {total} more node prefixes are "
+                                                       f"needed ({per_dc}){first}; add a pool or release "
+                                                       "orphaned nodes", "address_plan.pod_pools"))
+        for owner in added:
+            if owner in lock.pod_cidrs:
+                self.moves.append(Move("pod_cidrs", owner, str(lock.pod_cidrs[owner]), str(pod_cidrs[owner]),
+                                       where.lock_file))
+        return pod_cidrs, added
+
+    def addresses(self) -> tuple[dict[str, IPv4Address], list[str]]:
+        """Underlay addresses of nodes declared without one: the lowest free host of the rack subnet."""
+        where = self.where
+        node_addresses = dict(self.lock.node_addresses)
+        taken_by_rack = taken_addresses(self.site)
+        locked_addresses = set(node_addresses.values())
+        added: list[str] = []
+        for loc, _dc, rack, node in self.live_nodes:
+            if node.address is not None:
+                node_addresses.pop(node.hostname, None)  # explicit wins; the lock keeps no copy
+                continue
+            locked = node_addresses.get(node.hostname)
+            taken = taken_by_rack[rack.name]
+            if locked is not None and locked in rack.subnet:
+                if locked in taken:  # a locked address never moves silently: the SRE decides
+                    self.problems.append(where.site(self.claimed().get(locked, loc), (
+                        f"{locked} is locked to {node.hostname} "
+                        f"({where.lock_ref('node_addresses', node.hostname)}) but site.yaml now also uses it "
+                        f"here; pick another address here, or give {node.hostname} an explicit address")))
+                taken.add(locked)
+                continue
+            if locked is not None and not self.allow_moves:
+                self.problems.append(where.site(loc, (
+                    f"{node.hostname} is locked to {locked} ({where.lock_ref('node_addresses', node.hostname)}), "
+                    f"outside its rack subnet {rack.subnet}: it would get a new address; run with --allow-moves "
+                    "if that is intended")))
+                continue
+            for addr in rack.subnet.hosts():
+                if addr not in taken and addr not in locked_addresses:
+                    node_addresses[node.hostname] = addr
+                    taken.add(addr)
+                    locked_addresses.add(addr)
+                    added.append(node.hostname)
+                    if locked is not None:
+                        self.moves.append(Move("node_addresses", node.hostname, str(locked), str(addr),
+                                               where.lock_file))
+                    break
+            else:
+                self.problems.append(where.site(loc, f"rack subnet {rack.subnet} has no free address left for "
+                                                     f"{node.hostname}", f"racks.{rack.name}.subnet"))
+        # A removed node's address stays reserved until released: nothing in site.yaml may take it.
+        for owner, addr in self.lock.node_addresses.items():
+            if owner not in self.live_names and addr in self.claimed():
+                self.problems.append(where.site(self.claimed()[addr], (
+                    f"{addr} is reserved for the removed node {owner} "
+                    f"({where.lock_ref('node_addresses', owner)}) until `provisioner release {self.site.site} "
+                    f"{owner}` frees it; use another address")))
+        return node_addresses, added
+
+    def links(self) -> tuple[dict[str, IPv4Network], list[str], tuple[str, ...]]:
+        """A /31 from the fabric pool for every fabric link without one; links no longer wanted are freed."""
+        lock, where, pool = self.lock, self.where, self.site.address_plan.fabric_pool
+        wanted = list(fabric_link_ids(self.site))
+        wanted_set = set(wanted)
+        fabric_links: dict[str, IPv4Network] = {}
+        for lid, net in lock.fabric_links.items():
+            if lid in wanted_set:
+                fabric_links[lid] = net
+            else:
+                a, _, b = lid.partition("~")
+                if link_id(b, a) in wanted_set and link_id(b, a) not in lock.fabric_links:
+                    fabric_links[link_id(b, a)] = net  # written before link ids were order-independent
+        relocated: dict[str, IPv4Network] = {}
+        for lid, net in list(fabric_links.items()):
+            if not net.subnet_of(pool):
+                if self.allow_moves:
+                    relocated[lid] = fabric_links.pop(lid)  # re-allocated below, reported as a move
+                    continue
+                self.problems.append(where.lock("fabric_links", lid,
+                                                f"{net} is outside the fabric pool {pool}; restore the pool, or "
+                                                "re-run with --allow-moves to give the link a new /31"))
+        renamed = {lid for lid in fabric_links if lid not in lock.fabric_links}
+        freed = tuple(sorted(lid for lid in set(lock.fabric_links) - wanted_set
+                             if spine_link_id(*lid.split("~", 1)) not in renamed))
+        used = {int(n.network_address) for n in fabric_links.values()}
+        end = int(pool.broadcast_address)
+        cursor = int(pool.network_address)
+        added: list[str] = []
+        for lid in wanted:
+            if lid in fabric_links:
+                continue
+            while cursor in used:
+                cursor += 2
+            if cursor + 1 > end:
+                self.problems.append(where.site(("address_plan", "fabric_pool"),
+                                                f"fabric pool {pool} is exhausted ({len(wanted)} /31 links needed)"))
+                break
+            fabric_links[lid] = IPv4Network((cursor, 31))
+            used.add(cursor)
+            added.append(lid)
+            if lid in relocated:
+                self.moves.append(Move("fabric_links", lid, str(relocated[lid]), str(fabric_links[lid]),
+                                       where.lock_file))
+        return fabric_links, added, freed
 
 
 def moves_against(evidence: Allocations, lock: Allocations, new: Allocations, source: str) -> list[Move]:

@@ -26,10 +26,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, fields, replace
 from ipaddress import IPv4Network
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, overload
 
-from .errors import InputError, Problem
-from .load import parse_yaml, read_input
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from .errors import InputError
+from .load import parse_yaml, read_input, validate_file
 from .plan import Plan
 
 CHECK_FILE = "check.yaml"
@@ -77,44 +79,50 @@ class Limits:
         return {s.key: getattr(self, s.key) for s in SPECS}
 
 
+L = TypeVar("L", bound=Limits)
+
+
 def spec_defaults_match() -> bool:
     """The dataclass defaults and SPECS are one table (a test keeps them equal)."""
     return {f.name: f.default for f in fields(Limits)} == {s.key: s.default for s in SPECS}
 
 
+# check.yaml as a model: one optional strict integer per limit (a missing key keeps the default; `null`
+# is an error, not "the default": write nothing for that).
+CheckFile: type[BaseModel] = create_model(
+    "CheckFile",
+    __config__=ConfigDict(extra="forbid", strict=True, frozen=True),
+    **{s.key: (int, Field(default=None, ge=s.minimum)) for s in SPECS},  # type: ignore[call-overload]
+)
+
+
 def read_check_file(directory: Path) -> dict[str, int | None]:
-    """``<site>/check.yaml`` (optional): a mapping of limit key to value; bad keys and values are input errors."""
+    """``<site>/check.yaml`` (optional): a mapping of limit key to value; every bad key and value is reported
+    at once with its line, the way site.yaml's are."""
     path = directory / CHECK_FILE
     if not path.is_file():
         return {}
     text = read_input(path)
     if not text.strip():
         return {}
-    doc = parse_yaml(text, str(path))
-    data = doc.data
-    if not isinstance(data, dict):
-        raise InputError([Problem(str(path), 1, "", "check.yaml must be a mapping of limit: value")])
-    values: dict[str, int | None] = {}
-    problems: list[Problem] = []
-    for key, value in data.items():
-        spec = SPEC.get(key)
-        if spec is None:
-            problems.append(doc.problem((key,), f"unknown key {key!r} (known: {', '.join(SPEC)})"))
-        elif not isinstance(value, int) or isinstance(value, bool) or value < spec.minimum:
-            problems.append(doc.problem((key,), f"must be an integer >= {spec.minimum}, got {value!r}"))
-        else:
-            values[key] = value
-    if problems:
-        raise InputError(problems)
-    return values
+    parsed = validate_file(parse_yaml(text, str(path)), CheckFile)
+    return dict(parsed.model_dump(exclude_unset=True))
 
 
-def load_limits(directory: Path, overrides: dict[str, int | None] | None = None, base: Any = None) -> Any:
+@overload
+def load_limits(directory: Path, overrides: dict[str, int | None] | None = None) -> Limits: ...
+
+
+@overload
+def load_limits(directory: Path, overrides: dict[str, int | None] | None, base: L) -> L: ...
+
+
+def load_limits(directory: Path, overrides: dict[str, int | None] | None = None, base: Limits | None = None) -> Limits:
     """Defaults, then ``<site>/check.yaml``, then overrides that are not None (command-line flags).
 
     ``base`` is the dataclass instance to start from (``Limits()`` or a subclass such as CheckOptions).
     """
-    values = read_check_file(directory)
+    values: dict[str, Any] = read_check_file(directory)
     for key, value in (overrides or {}).items():
         if value is not None:
             if key not in SPEC:

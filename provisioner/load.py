@@ -7,13 +7,9 @@ cross-object rules of ``validate.py`` are mapped back to ``file:line`` and a dot
 from __future__ import annotations
 
 import copy
-import difflib
-import functools
-import gc
 import re
 import types
-import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, TypeVar, Union, get_args, get_origin
@@ -22,15 +18,15 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from .errors import InputError, Problem, cut, short
-from .model import Node, Rack, Site
+from .model import Site
+from .util import Loc, did_you_mean, dotted, gc_paused
+from .validate import site_problems
 
 try:  # libyaml is an order of magnitude faster on large sites
     _Loader: type = yaml.CSafeLoader
 except AttributeError:  # pragma: no cover - depends on how PyYAML was built
     _Loader = yaml.SafeLoader
 
-Loc = tuple[str | int, ...]
-F = TypeVar("F", bound=Callable[..., Any])
 SITE_FILE = "site.yaml"
 LOCK_FILE = "allocations.yaml"
 
@@ -116,7 +112,8 @@ def named(data: Any, loc: Loc) -> tuple[str, Loc]:
             cur = cur.get(part)
         elif isinstance(cur, list) and isinstance(part, int) and 0 <= part < len(cur):
             cur = cur[part]
-            kind = _NAMED_LISTS.get(loc[i - 1]) if i > 0 and isinstance(loc[i - 1], str) else None
+            prev = loc[i - 1] if i > 0 else None
+            kind = _NAMED_LISTS.get(prev) if isinstance(prev, str) else None
             if kind is not None and isinstance(cur, dict) and isinstance(cur.get(kind[1]), str):
                 obj, start = f"{kind[0]} {_name(cur[kind[1]])}", i + 1
         else:
@@ -126,13 +123,6 @@ def named(data: Any, loc: Loc) -> tuple[str, Loc]:
 
 def _name(value: object) -> str:
     return value if isinstance(value, str) and _PRINTABLE_NAME.fullmatch(value) else short(value, 40)
-
-
-def dotted(loc: Loc) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
 
 
 def read_input(path: Path) -> str:
@@ -237,66 +227,36 @@ def _unconstructible(root: yaml.Node, file: str, exc: BaseException) -> Problem:
     return Problem(file, root.start_mark.line + 1, "", f"YAML value cannot be read ({cut(str(exc), 120)})")
 
 
-def gc_paused(fn: F) -> F:
-    """Run ``fn`` with the cyclic garbage collector paused (and resumed after, if it was on).
-
-    Loading, allocating, planning and rendering build hundreds of thousands of acyclic objects; every
-    allocation burst triggers collections that re-walk the whole growing heap (30% of the time of
-    loading a 10 000-node site). Nothing they build is cyclic garbage, so pausing changes no result.
-    """
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        if not gc.isenabled():
-            return fn(*args, **kwargs)
-        gc.disable()
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            gc.enable()
-
-    return wrapper  # type: ignore[return-value]
+M = TypeVar("M", bound=BaseModel)
 
 
-_EXPANDED: dict[int, tuple[tuple[Node, Loc], ...]] = {}
+def validate_file(doc: YamlDoc, model: type[M]) -> M:
+    """``doc`` as a ``model`` (check.yaml, waivers.yaml), or every schema problem at once with file:line:
+    the same messages and the same path as site.yaml's schema errors."""
+    try:
+        return model.model_validate(doc.data)
+    except ValidationError as exc:
+        raise InputError(_pydantic_problems(doc, exc, model)) from None
 
 
-def expanded_nodes(rack: Rack) -> tuple[tuple[Node, Loc], ...]:
-    """``rack.expanded_nodes()``, built once per Rack object: validate, allocate and plan all walk them."""
-    key = id(rack)
-    nodes = _EXPANDED.get(key)
-    if nodes is None:
-        nodes = _EXPANDED[key] = tuple(rack.expanded_nodes())
-        weakref.finalize(rack, _EXPANDED.pop, key, None)
-    return nodes
-
-
-def _pydantic_problems(doc: YamlDoc, exc: ValidationError) -> list[Problem]:
+def _pydantic_problems(doc: YamlDoc, exc: ValidationError, model: type[BaseModel] = Site) -> list[Problem]:
     problems = []
     for err in exc.errors(include_url=False):
         loc = tuple(err["loc"])
         message = err["msg"]
         if err["type"] == "extra_forbidden":
-            keys = _keys_at(loc[:-1])
+            keys = _keys_at(loc[:-1], model)
             message = f"unknown key {short(loc[-1])}{did_you_mean(str(loc[-1]), keys, listing=True)}"
         elif err["type"] == "missing":
             message = f"required key {short(loc[-1])} is missing"
         elif message.startswith("Value error, "):
             message = message[len("Value error, "):]
         elif err["type"].endswith("_type"):
-            message = f"{message} (got {type(err.get('input')).__name__} {short(err.get('input'))})"
+            got = f"got {type(err.get('input')).__name__} {short(err.get('input'))}"
+            # "Input should be a valid dictionary or instance of Rack": the class name means nothing in YAML
+            message = f"must be a mapping ({got})" if err["type"] == "model_type" else f"{message} ({got})"
         problems.append(doc.problem(loc, message))
     return problems
-
-
-def did_you_mean(word: str, choices: Iterable[str], listing: bool = False) -> str:
-    """``; did you mean 'subnet'?`` (difflib), and with ``listing`` the choices when there are few."""
-    choices = sorted(choices)
-    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
-    if listing and choices and len(choices) <= 12:
-        hint += f" (known: {', '.join(choices)})"
-    return hint
 
 
 def _unwrap(tp: Any) -> Any:
@@ -309,9 +269,9 @@ def _unwrap(tp: Any) -> Any:
     return tp
 
 
-def _keys_at(loc: Loc) -> list[str]:
-    """The keys the model allows in the mapping at ``loc`` (for "did you mean")."""
-    tp: Any = Site
+def _keys_at(loc: Loc, model: type[BaseModel] = Site) -> list[str]:
+    """The keys ``model`` allows in the mapping at ``loc`` (for "did you mean")."""
+    tp: Any = model
     for part in loc:
         tp = _unwrap(tp)
         origin = get_origin(tp)
@@ -327,7 +287,7 @@ def _keys_at(loc: Loc) -> list[str]:
     return list(tp.model_fields) if isinstance(tp, type) and issubclass(tp, BaseModel) else []
 
 
-def _partial_site(data: dict, exc: ValidationError) -> tuple[Site | None, Callable[[Loc], Loc], set[str]]:
+def _partial_site(data: dict[str, Any], exc: ValidationError) -> tuple[Site | None, Callable[[Loc], Loc], set[str]]:
     """The site without the objects that failed structural validation, so cross-object rules can run too.
 
     Bad leaves are dropped (a default takes their place); when that leaves a required key missing, the
@@ -362,7 +322,7 @@ def _partial_site(data: dict, exc: ValidationError) -> tuple[Site | None, Callab
             if len(loc) >= 2 and isinstance(loc[-2], str):
                 pruned.add(f"<{loc[-2]}>")  # its kind: references to that kind may point at the dropped one
             full = original(loc)
-            deleted.setdefault(full[:-1], []).append(full[-1])
+            deleted.setdefault(full[:-1], []).append(int(full[-1]))  # original() keeps a list index an int
             deleted[full[:-1]].sort()
             del parent[last]
             return True
@@ -405,7 +365,7 @@ def _partial_site(data: dict, exc: ValidationError) -> tuple[Site | None, Callab
 _REFERENCE_PREFIXES = {"dcs": "data centre '", "racks": "rack '", "hardware": "hardware profile '"}
 
 
-def _loc_keys(data: Any, loc: tuple) -> set[str]:
+def _loc_keys(data: Any, loc: tuple[Any, ...]) -> set[str]:
     """The string parts of a pydantic location that are real keys (not union tags like 'function-after[...]')."""
     keys: set[str] = set()
     cur = data
@@ -440,8 +400,6 @@ def load_site(path: str | Path) -> tuple[Site, SiteSource, YamlDoc]:
     Structural (schema) and cross-object problems are reported together: when the schema rejects part
     of the file, the cross-object rules still run over the rest.
     """
-    from .validate import site_problems
-
     source = locate(path)
     file = str(source.site_file)
     text = read_input(source.site_file)

@@ -15,10 +15,14 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import weakref
+from collections.abc import Callable
 from ipaddress import IPv4Address, IPv4Network
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+
+from .util import Loc
 
 # Checked with fullmatch: `$` in a Python regex also matches before a trailing newline, and "name\n"
 # must never pass.
@@ -31,6 +35,10 @@ NAME_PATTERN_RE = re.compile(r"^[a-z0-9-]*\{index(:0?[1-9]d)?\}[a-z0-9-]*$")
 SERIAL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 ASN_MAX = 4_294_967_294  # 4-byte ASN; 0 and 4294967295 are reserved (RFC 7607, RFC 7300)
+# Node labels provisioner sets from a node's place (plan.NodePlan.labels); a site may repeat them, not
+# contradict them (validate._owned_labels).
+ZONE_LABEL = "topology.kubernetes.io/zone"
+RACK_LABEL = "provisioner/rack"
 
 
 def _hostname(value: str) -> str:
@@ -69,7 +77,7 @@ def _asn(value: int) -> int:
     return value
 
 
-def _pattern(regex: re.Pattern[str], what: str):
+def _pattern(regex: re.Pattern[str], what: str) -> Callable[[str], str]:
     def check(value: str) -> str:
         if not regex.fullmatch(value):
             raise ValueError(f"{value!r} is not a valid {what}")
@@ -146,9 +154,9 @@ class Rack(Strict):
     bgp_password: SecretRef | None = None  # overrides the site-wide one for this rack's sessions
     aggregate_pods: bool = False  # ToR announces one aggregate per pod pool instead of each /24
 
-    def expanded_nodes(self) -> list[tuple[Node, tuple[str | int, ...]]]:
+    def expanded_nodes(self) -> list[tuple[Node, Loc]]:
         """Explicit nodes, then each group's generated ones, with the field path that declared them."""
-        out: list[tuple[Node, tuple[str | int, ...]]] = [(n, ("nodes", i)) for i, n in enumerate(self.nodes)]
+        out: list[tuple[Node, Loc]] = [(n, ("nodes", i)) for i, n in enumerate(self.nodes)]
         for g, group in enumerate(self.node_groups):
             for hostname in group.hostnames():
                 node = Node.model_construct(hostname=hostname, address=None, hardware=group.hardware,
@@ -158,6 +166,19 @@ class Rack(Strict):
 
     def tor_address(self) -> IPv4Address:
         return self.tor.address if self.tor.address is not None else self.subnet.network_address + 254
+
+
+_EXPANDED: dict[int, tuple[tuple[Node, Loc], ...]] = {}
+
+
+def expanded_nodes(rack: Rack) -> tuple[tuple[Node, Loc], ...]:
+    """``rack.expanded_nodes()``, built once per Rack object: validate, allocate and plan all walk them."""
+    key = id(rack)
+    nodes = _EXPANDED.get(key)
+    if nodes is None:
+        nodes = _EXPANDED[key] = tuple(rack.expanded_nodes())
+        weakref.finalize(rack, _EXPANDED.pop, key, None)
+    return nodes
 
 
 class Spine(Strict):

@@ -140,7 +140,7 @@ def _plural(word: str, n: int) -> str:
 class Touch:
     """Maps a model path to the hosts it affects, and counts their changed sessions and files."""
 
-    def __init__(self, base: Plan, new: Plan, sessions: dict[str, list[str]], files: dict[str, list[str]]):
+    def __init__(self, base: Plan, new: Plan, sessions: dict[str, Any], files: dict[str, list[str]]):
         self.plans = (base, new)
         self.all_hosts: set[str] = set()
         self.neighbours: dict[str, set[str]] = defaultdict(set)
@@ -162,9 +162,9 @@ class Touch:
                 hw = next((vm.hardware for vm in getattr(p.site.vms, v.role) if vm.name == v.name), None)
                 if hw:
                     self.hardware_hosts[hw].add(v.name)
-            for s in p.sessions:
-                self.neighbours[s.a.host].add(s.b.host)
-                self.neighbours[s.b.host].add(s.a.host)
+            for session in p.sessions:
+                self.neighbours[session.a.host].add(session.b.host)
+                self.neighbours[session.b.host].add(session.a.host)
         # Changed sessions and files, indexed by host.
         self.session_hosts: list[tuple[str, set[str]]] = []
         for section in ("added", "removed", "changed"):

@@ -26,7 +26,6 @@ SHOWN_MOVES = 20
 class Compiled:
     plan: Plan
     source: SiteSource
-    previous_lock: Allocations
 
 
 def default_out(source: SiteSource) -> Path:
@@ -50,7 +49,7 @@ def compile_site(path: str | Path, *, allow_moves: bool = False, out: Path | Non
         if moves and not allow_moves:
             raise InputError(_refusal(source, moves))
         change = replace(change, moves=change.moves + tuple(moves))
-    return Compiled(plan=build_plan(site, allocations, change), source=source, previous_lock=lock)
+    return Compiled(plan=build_plan(site, allocations, change), source=source)
 
 
 def _moves_against_records(source: SiteSource, tree: Path, lock: Allocations, new: Allocations) -> list[Move]:

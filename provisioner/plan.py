@@ -15,11 +15,22 @@ from typing import Literal
 from .etcd_timing import Timing, derive
 from .health import HEALTH, HealthPolicy
 from .ipam import AllocationChange, Allocations, link_id, spine_link_id
-from .load import expanded_nodes, gc_paused
-from .model import BGP, Hardware, Site, Spine, Upstream
+from .model import (
+    BGP,
+    RACK_LABEL,
+    VM,
+    ZONE_LABEL,
+    DataCentre,
+    Hardware,
+    Rack,
+    Site,
+    Spine,
+    Upstream,
+    expanded_nodes,
+)
+from .util import gc_paused
 
-ZONE_LABEL = "topology.kubernetes.io/zone"
-RACK_LABEL = "provisioner/rack"
+VmRole = Literal["control_plane", "etcd", "etcd_events"]
 SessionKind = Literal["node-tor", "vm-tor", "tor-spine", "spine-spine", "spine-upstream"]
 
 
@@ -118,7 +129,7 @@ class PlanNode:
 @dataclass(frozen=True, slots=True)
 class PlanVM:
     name: str
-    role: Literal["control_plane", "etcd", "etcd_events"]
+    role: VmRole
     dc: str
     rack: str
     address: IPv4Address
@@ -278,73 +289,113 @@ class Plan:
 @gc_paused
 def build_plan(site: Site, allocations: Allocations, change: AllocationChange) -> Plan:
     ap = site.address_plan
-    anycast = tuple(ap.anycast)
-    nodes: list[PlanNode] = []
-    tors: list[PlanTor] = []
-    spines_by_dc: dict[str, list] = {}
-    vms: list[PlanVM] = []
-    sessions: list[Session] = []
-    tor_uplinks: dict[str, list[Session]] = {}
-    spine_down: dict[str, list[Session]] = {}
-    spine_peers: dict[str, list[Session]] = {}
-    site_password = site.bgp.password
-
-    vms_by_rack: dict[str, list] = {}
-    for role in ("control_plane", "etcd", "etcd_events"):
-        for vm in getattr(site.vms, role):
-            vms_by_rack.setdefault(vm.rack, []).append((role, vm))
-
+    racks = _RackSessions(site, allocations)
     for dc in site.dcs:
-        spines_by_dc[dc.name] = list(dc.spines)
         for rack in dc.racks:
-            tor_addr = rack.tor_address()
-            tor_end = End(rack.tor.name, tor_addr, rack.asn, rack.tor.router_id)
-            password = rack.bgp_password or site_password
-            clients: list[Session] = []
-            for spec, _ in expanded_nodes(rack):
-                address = spec.address if spec.address is not None else allocations.node_addresses[spec.hostname]
-                pod = allocations.pod_cidrs[spec.hostname]
-                end = End(spec.hostname, address, rack.asn, address)
-                s = Session("node-tor", end, tor_end, rack.subnet, password, (pod, *anycast))
-                clients.append(s)
-                nodes.append(PlanNode(
-                    hostname=spec.hostname, dc=dc.name, rack=rack.name, role=spec.role,
-                    labels=tuple(sorted(spec.labels.items())), hardware_profile=spec.hardware,
-                    hardware=site.hardware[spec.hardware], address=address,
-                    prefixlen=rack.subnet.prefixlen, asn=rack.asn, pod_cidr=pod, tor=rack.tor.name,
-                    session=s, serial=spec.serial, mac=spec.mac,
-                ))
-            for role, vm in vms_by_rack.get(rack.name, []):
-                s = None
-                if role == "control_plane":
-                    end = End(vm.name, vm.address, rack.asn, vm.address)
-                    s = Session("vm-tor", end, tor_end, rack.subnet, password, (IPv4Network(ap.api_address),))
-                    clients.append(s)
-                vms.append(PlanVM(name=vm.name, role=role, dc=dc.name, rack=rack.name, address=vm.address,
-                                  prefixlen=rack.subnet.prefixlen, tor=rack.tor.name, tor_address=tor_addr,
-                                  asn=rack.asn, session=s))
-            uplinks = []
-            for spine in dc.spines:
-                link = allocations.fabric_links[link_id(spine.name, rack.tor.name)]
-                s = Session("tor-spine",
-                            End(rack.tor.name, link.broadcast_address, rack.asn, rack.tor.router_id),
-                            End(spine.name, link.network_address, spine.asn, spine.router_id),
-                            link, password)
-                uplinks.append(s)
-                spine_down.setdefault(spine.name, []).append(s)
-            tor_uplinks[rack.tor.name] = uplinks
-            sessions.extend(clients)
-            sessions.extend(uplinks)
-            tors.append(PlanTor(
-                name=rack.tor.name, dc=dc.name, rack=rack.name, asn=rack.asn, address=tor_addr,
-                router_id=rack.tor.router_id, subnet=rack.subnet, aggregate_pods=rack.aggregate_pods,
-                clients=tuple(clients), uplinks=tuple(uplinks),
-                # Only the rack's own /24s, collapsed: an aggregate never covers another rack's pods.
-                aggregates=tuple(collapse_addresses(c.a_announces[0] for c in clients if c.kind == "node-tor"))
-                if rack.aggregate_pods else (),
-            ))
-
+            racks.add(dc, rack)
+    spine_peers: dict[str, list[Session]] = {}
     all_spines = [(dc.name, s) for dc in site.dcs for s in dc.spines]
+    mesh = _spine_mesh(site, allocations, all_spines, spine_peers)
+    upstreams, spine_up = _upstreams(site, allocations, [t.subnet for t in racks.tors])
+    spines = _spines(site, all_spines, racks.spine_down, spine_peers, upstreams, spine_up)
+    vm_tuple = tuple(racks.vms)
+    plan = Plan(
+        site=site, name=site.site, nodes=tuple(racks.nodes), tors=tuple(racks.tors), spines=spines, vms=vm_tuple,
+        sessions=(*racks.sessions, *mesh, *(s for u in upstreams for s in u.sessions)),
+        etcd=_etcd_cluster(site, "etcd", [v for v in vm_tuple if v.role == "etcd"]),
+        etcd_events=_etcd_cluster(site, "etcd-events", [v for v in vm_tuple if v.role == "etcd_events"]),
+        anycast=tuple(ap.anycast), api_address=ap.api_address, service_cidr=ap.service_cidr,
+        allocations=allocations, change=change, upstreams=upstreams,
+    )
+    object.__setattr__(plan, "groups", inventory_groups(plan))
+    return plan
+
+
+class _RackSessions:
+    """Per rack, in site order: its nodes and VMs, their sessions to the ToR, the ToR's uplinks to the spines."""
+
+    def __init__(self, site: Site, allocations: Allocations):
+        self.site = site
+        self.allocations = allocations
+        self.anycast = tuple(site.address_plan.anycast)
+        self.nodes: list[PlanNode] = []
+        self.tors: list[PlanTor] = []
+        self.vms: list[PlanVM] = []
+        self.sessions: list[Session] = []
+        self.spine_down: dict[str, list[Session]] = {}
+        self.vms_by_rack: dict[str, list[tuple[VmRole, VM]]] = {}
+        roles: tuple[VmRole, ...] = ("control_plane", "etcd", "etcd_events")
+        for role in roles:
+            for vm in getattr(site.vms, role):
+                self.vms_by_rack.setdefault(vm.rack, []).append((role, vm))
+
+    def add(self, dc: DataCentre, rack: Rack) -> None:
+        tor_addr = rack.tor_address()
+        tor_end = End(rack.tor.name, tor_addr, rack.asn, rack.tor.router_id)
+        password = rack.bgp_password or self.site.bgp.password
+        clients = self._nodes(dc, rack, tor_end, password) + self._vms(dc, rack, tor_end, password)
+        uplinks = self._uplinks(dc, rack, password)
+        self.sessions.extend(clients)
+        self.sessions.extend(uplinks)
+        self.tors.append(PlanTor(
+            name=rack.tor.name, dc=dc.name, rack=rack.name, asn=rack.asn, address=tor_addr,
+            router_id=rack.tor.router_id, subnet=rack.subnet, aggregate_pods=rack.aggregate_pods,
+            clients=tuple(clients), uplinks=tuple(uplinks),
+            # Only the rack's own /24s, collapsed: an aggregate never covers another rack's pods.
+            aggregates=tuple(collapse_addresses(c.a_announces[0] for c in clients if c.kind == "node-tor"))
+            if rack.aggregate_pods else (),
+        ))
+
+    def _nodes(self, dc: DataCentre, rack: Rack, tor_end: End, password: str | None) -> list[Session]:
+        allocations, site = self.allocations, self.site
+        clients: list[Session] = []
+        for spec, _ in expanded_nodes(rack):
+            address = spec.address if spec.address is not None else allocations.node_addresses[spec.hostname]
+            pod = allocations.pod_cidrs[spec.hostname]
+            end = End(spec.hostname, address, rack.asn, address)
+            s = Session("node-tor", end, tor_end, rack.subnet, password, (pod, *self.anycast))
+            clients.append(s)
+            self.nodes.append(PlanNode(
+                hostname=spec.hostname, dc=dc.name, rack=rack.name, role=spec.role,
+                labels=tuple(sorted(spec.labels.items())), hardware_profile=spec.hardware,
+                hardware=site.hardware[spec.hardware], address=address,
+                prefixlen=rack.subnet.prefixlen, asn=rack.asn, pod_cidr=pod, tor=rack.tor.name,
+                session=s, serial=spec.serial, mac=spec.mac,
+            ))
+        return clients
+
+    def _vms(self, dc: DataCentre, rack: Rack, tor_end: End, password: str | None) -> list[Session]:
+        """The rack's VMs; only control-plane VMs peer with the ToR (they announce the API address)."""
+        clients: list[Session] = []
+        api = IPv4Network(self.site.address_plan.api_address)
+        for role, vm in self.vms_by_rack.get(rack.name, []):
+            s = None
+            if role == "control_plane":
+                end = End(vm.name, vm.address, rack.asn, vm.address)
+                s = Session("vm-tor", end, tor_end, rack.subnet, password, (api,))
+                clients.append(s)
+            self.vms.append(PlanVM(name=vm.name, role=role, dc=dc.name, rack=rack.name, address=vm.address,
+                                   prefixlen=rack.subnet.prefixlen, tor=rack.tor.name,
+                                   tor_address=tor_end.address, asn=rack.asn, session=s))
+        return clients
+
+    def _uplinks(self, dc: DataCentre, rack: Rack, password: str | None) -> list[Session]:
+        uplinks = []
+        for spine in dc.spines:
+            link = self.allocations.fabric_links[link_id(spine.name, rack.tor.name)]
+            s = Session("tor-spine",
+                        End(rack.tor.name, link.broadcast_address, rack.asn, rack.tor.router_id),
+                        End(spine.name, link.network_address, spine.asn, spine.router_id),
+                        link, password)
+            uplinks.append(s)
+            self.spine_down.setdefault(spine.name, []).append(s)
+        return uplinks
+
+
+def _spine_mesh(site: Site, allocations: Allocations, all_spines: list[tuple[str, Spine]],
+                spine_peers: dict[str, list[Session]]) -> list[Session]:
+    """A full mesh of eBGP sessions between spines of different DCs."""
+    sessions = []
     for i, (da, a) in enumerate(all_spines):
         for db, b in all_spines[i + 1:]:
             if da == db:
@@ -355,24 +406,11 @@ def build_plan(site: Site, allocations: Allocations, change: AllocationChange) -
             s = Session("spine-spine",
                         End(x.name, link.network_address, x.asn, x.router_id),
                         End(y.name, link.broadcast_address, y.asn, y.router_id),
-                        link, site_password)
+                        link, site.bgp.password)
             sessions.append(s)
             spine_peers.setdefault(a.name, []).append(s)
             spine_peers.setdefault(b.name, []).append(s)
-
-    upstreams, spine_up = _upstreams(site, allocations, [t.subnet for t in tors])
-    spines = _spines(site, all_spines, spine_down, spine_peers, upstreams, spine_up)
-    vm_tuple = tuple(vms)
-    plan = Plan(
-        site=site, name=site.site, nodes=tuple(nodes), tors=tuple(tors), spines=spines, vms=vm_tuple,
-        sessions=(*sessions, *(s for u in upstreams for s in u.sessions)),
-        etcd=_etcd_cluster(site, "etcd", [v for v in vm_tuple if v.role == "etcd"]),
-        etcd_events=_etcd_cluster(site, "etcd-events", [v for v in vm_tuple if v.role == "etcd_events"]),
-        anycast=anycast, api_address=ap.api_address, service_cidr=ap.service_cidr,
-        allocations=allocations, change=change, upstreams=upstreams,
-    )
-    object.__setattr__(plan, "groups", inventory_groups(plan))
-    return plan
+    return sessions
 
 
 def _spines(site: Site, all_spines: list[tuple[str, Spine]], down: dict[str, list[Session]],

@@ -15,9 +15,9 @@ import jinja2
 
 from . import jsonenc
 from .errors import InputError
-from .load import gc_paused
 from .paths import templates_dir
 from .plan import Plan
+from .util import gc_paused
 
 TEMPLATES = templates_dir()
 Artifacts = dict[str, str]

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from .check import CHECKS, Finding, summary
+from .check import Finding, summary
 from .report import details, md_table
 
 SEVERITY_MARK = {"error": "ERROR", "warning": "WARN"}
@@ -114,12 +114,6 @@ def check_json(site: str, findings: Sequence[Finding], options: dict[str, Any],
                pending: dict[str, Any] | None = None) -> dict[str, Any]:
     return {"site": site, "options": options, "summary": summary(findings),
             "findings": [f.as_dict() for f in findings], "pending": pending or {}}
-
-
-def checks_table_markdown() -> str:
-    """The catalogue of check IDs (docs/check.md)."""
-    return md_table(("ID", "severity", "family", "what it catches"),
-                    [(f"`{c.id}`", c.severity, c.family, c.title) for c in CHECKS.values()])
 
 
 # --- plan --against ---------------------------------------------------------------------------

@@ -165,7 +165,7 @@ def semantic_diff(base: Plan, new: Plan, base_files: dict[str, str], new_files: 
     released = {h: str(n) for h, n in sorted(old_pods.items()) if new_pods.get(h) != n}
     old_s = {session_key(s): s for s in base.sessions}
     new_s = {session_key(s): s for s in new.sessions}
-    sessions = {
+    sessions: dict[str, Any] = {
         "added": sorted(new_s.keys() - old_s.keys()),
         "removed": sorted(old_s.keys() - new_s.keys()),
         "changed": {},
@@ -185,7 +185,7 @@ def semantic_diff(base: Plan, new: Plan, base_files: dict[str, str], new_files: 
     tree = diff_trees(base_files, new_files)
     files = {"added": list(tree.added), "removed": list(tree.removed), "changed": list(tree.changed)}
     etcd = _etcd(base, new)
-    data = {
+    data: dict[str, Any] = {
         "nodes": nodes, "racks": racks, "vms": vms, "spines": spines,
         "pods": {"allocated": allocated, "released": released},
         "sessions": sessions, "anycast": anycast, "etcd": etcd, "files": files,

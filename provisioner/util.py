@@ -7,13 +7,18 @@ next to the model.
 
 from __future__ import annotations
 
+import difflib
 import functools
 import gc
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import ParamSpec, TypeVar
 
 # A field path into a YAML document or the model: ("dcs", 0, "racks", 3, "asn").
 Loc = tuple[str | int, ...]
+# What a cross-object rule of the site yields (validate, etcd_rules, egress_rules, etcd_timing): the field
+# path of the offending value and the message; load.py turns the path into file:line. Not a check finding
+# (check.Finding), which is about a valid site's plan.
+Violation = tuple[Loc, str]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -46,3 +51,13 @@ def gc_paused(fn: Callable[P, R]) -> Callable[P, R]:
             gc.enable()
 
     return wrapper
+
+
+def did_you_mean(word: str, choices: Iterable[str], listing: bool = False) -> str:
+    """``; did you mean 'subnet'?`` (difflib), and with ``listing`` the choices when there are few."""
+    ordered = sorted(choices)
+    close = difflib.get_close_matches(word, ordered, n=1, cutoff=0.6)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    if listing and ordered and len(ordered) <= 12:
+        hint += f" (known: {', '.join(ordered)})"
+    return hint

@@ -1,6 +1,6 @@
 """Cross-object rules of a site: names, addresses, references, overlaps. Every violation is collected.
 
-Each rule yields ``(field path, message)``; ``load.py`` turns the path into ``file:line``.
+Each rule yields a ``util.Violation``, ``(field path, message)``; ``load.py`` turns the path into ``file:line``.
 """
 
 from __future__ import annotations
@@ -11,12 +11,10 @@ from ipaddress import IPv4Address, IPv4Network
 
 from .egress_rules import egress_problems
 from .etcd_rules import etcd_problems
-from .load import did_you_mean, expanded_nodes
-from .model import HOSTNAME_RE, Site
-from .plan import RACK_LABEL, ZONE_LABEL
+from .etcd_timing import timing_problems
+from .model import HOSTNAME_RE, RACK_LABEL, ZONE_LABEL, Site, expanded_nodes
+from .util import Loc, Violation, did_you_mean, dotted
 
-Loc = tuple[str | int, ...]
-Finding = tuple[Loc, str]
 # Ansible groups the inventory derives besides one per DC (see plan.inventory_groups).
 RESERVED_GROUPS = frozenset({"all", "ungrouped", "nodes", "tors", "spines", "control_plane", "etcd", "etcd_events"})
 # Ports an etcd member may not take: the well-known range (sshd 22, BGP 179...) and what the other
@@ -30,9 +28,9 @@ _LINE: contextvars.ContextVar[Callable[[Loc], int | None] | None] = contextvars.
 
 
 def site_problems(site: Site, describe: Callable[[Loc], str] | None = None,
-                  line_of: Callable[[Loc], int | None] | None = None) -> list[Finding]:
+                  line_of: Callable[[Loc], int | None] | None = None) -> list[Violation]:
     """Every cross-object problem. ``describe``/``line_of`` let messages say "rack dc2-r11 (line 171)"."""
-    problems: list[Finding] = []
+    problems: list[Violation] = []
     tokens = _DESCRIBE.set(describe), _LINE.set(line_of)
     try:
         for rule in (_names, _addresses, _references, _prefixes, _asns, _etcd_timing, etcd_problems,
@@ -61,7 +59,7 @@ def _hosts(site: Site) -> Iterator[tuple[str, str, Loc]]:
             yield "vm", vm.name, ("vms", role, i, "name")
 
 
-def _names(site: Site) -> Iterator[Finding]:
+def _names(site: Site) -> Iterator[Violation]:
     seen: dict[str, Loc] = {}
     for kind, name, loc in _hosts(site):
         if not HOSTNAME_RE.fullmatch(name):
@@ -98,11 +96,11 @@ def _names(site: Site) -> Iterator[Finding]:
                        "rename one of them")
 
 
-def _addresses(site: Site) -> Iterator[Finding]:
+def _addresses(site: Site) -> Iterator[Violation]:
     """Every explicit address and router id is unique, and host addresses sit inside their subnet."""
     seen: dict[IPv4Address, Loc] = {}
 
-    def claim(addr: IPv4Address, loc: Loc, what: str) -> Iterator[Finding]:
+    def claim(addr: IPv4Address, loc: Loc, what: str) -> Iterator[Violation]:
         if addr in seen:
             yield loc, f"{what} {addr} is already used by {_fmt(seen[addr])}"
         else:
@@ -131,20 +129,20 @@ def _addresses(site: Site) -> Iterator[Finding]:
     for role in ("control_plane", "etcd", "etcd_events"):
         for i, vm in enumerate(getattr(site.vms, role)):
             loc = ("vms", role, i, "address")
-            rack = racks.get((vm.dc, vm.rack))
-            if rack is not None:
-                yield from _inside(rack.subnet, vm.address, loc, "VM address")
+            vm_rack = racks.get((vm.dc, vm.rack))
+            if vm_rack is not None:
+                yield from _inside(vm_rack.subnet, vm.address, loc, "VM address")
             yield from claim(vm.address, loc, "address")
 
 
-def _inside(subnet: IPv4Network, addr: IPv4Address, loc: Loc, what: str) -> Iterator[Finding]:
+def _inside(subnet: IPv4Network, addr: IPv4Address, loc: Loc, what: str) -> Iterator[Violation]:
     if addr not in subnet:
         yield loc, f"{what} {addr} is outside the rack subnet {subnet}"
     elif addr in (subnet.network_address, subnet.broadcast_address):
         yield loc, f"{what} {addr} is the network or broadcast address of {subnet}"
 
 
-def _references(site: Site) -> Iterator[Finding]:
+def _references(site: Site) -> Iterator[Violation]:
     dcs = {dc.name: {r.name for r in dc.racks} for dc in site.dcs}
     all_racks = {r: dc for dc, racks in dcs.items() for r in racks}
     profiles = sorted(site.hardware)
@@ -178,7 +176,7 @@ def _references(site: Site) -> Iterator[Finding]:
                        f"data centre {dc_name!r} does not exist{did_you_mean(dc_name, dcs, listing=True)}")
 
 
-def _prefixes(site: Site) -> Iterator[Finding]:
+def _prefixes(site: Site) -> Iterator[Violation]:
     """Pools, rack subnets, anycast, service CIDR and fabric pool never overlap one another."""
     plan = site.address_plan
     named: list[tuple[IPv4Network, Loc, str]] = []
@@ -211,7 +209,7 @@ def _prefixes(site: Site) -> Iterator[Finding]:
         yield ("address_plan", "fabric_pool"), "fabric pool must hold at least two /31 links"
 
 
-def _asns(site: Site) -> Iterator[Finding]:
+def _asns(site: Site) -> Iterator[Violation]:
     seen: dict[int, Loc] = {}
     for d, dc in enumerate(site.dcs):
         spine_asns = {s.asn for s in dc.spines}
@@ -230,7 +228,7 @@ def _asns(site: Site) -> Iterator[Finding]:
                 seen[rack.asn] = loc
 
 
-def _owned_labels(site: Site) -> Iterator[Finding]:
+def _owned_labels(site: Site) -> Iterator[Violation]:
     """provisioner writes a Node's zone and rack labels itself; a site label may repeat them, not contradict."""
     for d, dc in enumerate(site.dcs):
         for r, rack in enumerate(dc.racks):
@@ -243,13 +241,11 @@ def _owned_labels(site: Site) -> Iterator[Finding]:
                                "sets this label from the site, so remove it or make it match")
 
 
-def _etcd_timing(site: Site) -> Iterator[Finding]:
-    from .etcd_timing import timing_problems
-
+def _etcd_timing(site: Site) -> Iterator[Violation]:
     yield from timing_problems(site.etcd)
 
 
-def _daemon_limits(site: Site) -> Iterator[Finding]:
+def _daemon_limits(site: Site) -> Iterator[Violation]:
     """Values each valid alone that together would make a daemon refuse its config or fail to start."""
     bgp = site.bgp
     if bgp.keepalive * 3 > bgp.hold_time:
@@ -281,15 +277,11 @@ def _daemon_limits(site: Site) -> Iterator[Finding]:
 
 def _at(loc: Loc) -> str:
     """``line 12`` when the file is known, else ``at address_plan.pod_pools[0].cidr``."""
-    from .load import dotted
-
     line_of = _LINE.get()
     line = line_of(loc) if line_of is not None else None
     return f"line {line}" if line else f"at {dotted(loc)}"
 
 
 def _fmt(loc: Loc) -> str:
-    from .load import dotted
-
     describe = _DESCRIBE.get()
     return describe(loc) if describe is not None else dotted(loc)

@@ -114,7 +114,7 @@ def _exchange(a: Path, b: Path) -> bool:
         return False
     at_fdcwd = -100
     rc = renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), _RENAME_EXCHANGE)
-    return rc == 0
+    return bool(rc == 0)
 
 
 def _alive(pid: int) -> bool:

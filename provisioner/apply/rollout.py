@@ -236,20 +236,8 @@ def collect(outcome: BatchOutcome, event: dict[str, Any], hosts: set[str] | None
     """Per-host counters, failure messages and (check mode) diffs from one ansible-runner event."""
     kind = event.get("event", "")
     data = event.get("event_data") or {}
-    if kind == "playbook_on_stats":  # the final per-host counts (rescued failures are not failures)
-        listed = {h for key in ("ok", "changed", "failures", "dark", "skipped", "rescued", "ignored", "processed")
-                  for h in (data.get(key) or {})}
-        for h in listed:  # the final counts replace what the events added up (a host absent from one is 0)
-            if hosts is None or h in hosts:
-                outcome.hosts[h] = dict(_ZERO)
-        for key, name in (("ok", "ok"), ("changed", "changed"), ("failures", "failed"), ("dark", "unreachable"),
-                          ("skipped", "skipped")):
-            for h, n in (data.get(key) or {}).items():
-                if hosts is not None and h not in hosts:
-                    continue
-                outcome.hosts.setdefault(h, dict(_ZERO))
-                outcome.hosts[h][name] = n
-        outcome.stats_seen = True
+    if kind == "playbook_on_stats":
+        _collect_stats(outcome, data, hosts)
         return
     host = data.get("host")
     if not host or not kind.startswith("runner_on_") or kind in ("runner_on_start",):
@@ -270,17 +258,7 @@ def collect(outcome: BatchOutcome, event: dict[str, Any], hosts: set[str] | None
         stats["ok"] += 1
         if res.get("changed"):
             stats["changed"] += 1
-            diff = res.get("diff")
-            if diff:
-                for d in diff if isinstance(diff, list) else [diff]:
-                    if isinstance(d, dict) and (d.get("before") != d.get("after") or d.get("prepared")):
-                        outcome.diffs.setdefault(host, []).append({
-                            "task": data.get("task", ""), "path": d.get("after_header") or d.get("before_header"),
-                            "before": d.get("before", ""), "after": d.get("after", ""),
-                        })
-            elif "censored" in res:
-                outcome.diffs.setdefault(host, []).append({"task": data.get("task", ""), "path": None,
-                                                            "hidden": True})
+            _collect_diffs(outcome, host, res, data)
     elif kind == "runner_on_failed" and not data.get("ignore_errors"):
         stats["failed"] += 1
         outcome.messages[host] = _message(res, data)
@@ -289,6 +267,37 @@ def collect(outcome: BatchOutcome, event: dict[str, Any], hosts: set[str] | None
         outcome.messages[host] = "unreachable: " + _message(res, data)
     elif kind == "runner_on_skipped":
         stats["skipped"] += 1
+
+
+def _collect_stats(outcome: BatchOutcome, data: dict[str, Any], hosts: set[str] | None) -> None:
+    """The final per-host counts (rescued failures are not failures) replace what the events added up."""
+    listed = {h for key in ("ok", "changed", "failures", "dark", "skipped", "rescued", "ignored", "processed")
+              for h in (data.get(key) or {})}
+    for h in listed:  # a host absent from one count is 0 there
+        if hosts is None or h in hosts:
+            outcome.hosts[h] = dict(_ZERO)
+    for key, name in (("ok", "ok"), ("changed", "changed"), ("failures", "failed"), ("dark", "unreachable"),
+                      ("skipped", "skipped")):
+        for h, n in (data.get(key) or {}).items():
+            if hosts is not None and h not in hosts:
+                continue
+            outcome.hosts.setdefault(h, dict(_ZERO))
+            outcome.hosts[h][name] = n
+    outcome.stats_seen = True
+
+
+def _collect_diffs(outcome: BatchOutcome, host: str, res: dict[str, Any], data: dict[str, Any]) -> None:
+    """The diffs of a changed task (check mode); a censored one (no_log) only says that something changes."""
+    diff = res.get("diff")
+    if diff:
+        for d in diff if isinstance(diff, list) else [diff]:
+            if isinstance(d, dict) and (d.get("before") != d.get("after") or d.get("prepared")):
+                outcome.diffs.setdefault(host, []).append({
+                    "task": data.get("task", ""), "path": d.get("after_header") or d.get("before_header"),
+                    "before": d.get("before", ""), "after": d.get("after", ""),
+                })
+    elif "censored" in res:
+        outcome.diffs.setdefault(host, []).append({"task": data.get("task", ""), "path": None, "hidden": True})
 
 
 def _message(res: dict[str, Any], data: dict[str, Any]) -> str:

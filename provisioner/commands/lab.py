@@ -64,8 +64,8 @@ def _print_report(report, fmt: str) -> None:
 @lab.command()
 @site_argument
 @click.option("--bare", is_flag=True,
-              help="namespaces, links, sshd, FRR and the kube-proxy/apiserver stand-ins only: BIRD, health checks, "
-                   "etcd and pods are left to apply; no verify")
+              help="namespaces, links, sshd, FRR and the kube-proxy/apiserver stand-ins only: BIRD, health "
+                   "checks, etcd and pods are left to apply; no verify")
 @click.option("--pods", "pods", default="1", show_default=True, callback=lambda _c, _p, v: _pods_value(v),
               help="pods per node wired by the CNI plugins: a number, 'sample' (one per rack) or 'none'")
 @timeout_option

@@ -385,8 +385,11 @@ def test_check_yaml_options(site_copy):
 
 @pytest.mark.parametrize(("text", "needle"), [
     ("anycast_min: 3\n", "check.yaml:1: anycast_min: unknown key 'anycast_min'"),
-    ("ecmp_max_width: 0\n", "check.yaml:1: ecmp_max_width: must be an integer >= 1"),
-    ("max_routes_per_tor: lots\n", "max_routes_per_tor: must be an integer"),
+    ("ecmp_max_width: 0\n", "check.yaml:1: ecmp_max_width: Input should be greater than or equal to 1"),
+    ("max_routes_per_tor: lots\n", "max_routes_per_tor: Input should be a valid integer (got str 'lots')"),
+    ("max_routes_per_tor: null\n", "max_routes_per_tor: Input should be a valid integer"),
+    ("ecmp_max_width: true\n", "ecmp_max_width: Input should be a valid integer (got bool True)"),
+    ("[1, 2]\n", "check.yaml:1: must be a mapping"),
 ])
 def test_check_yaml_errors_exit_2(site_copy, text, needle):
     site_dir = site_copy("lab")
@@ -453,14 +456,19 @@ def test_expired_waiver_no_longer_applies(lab_plan):
 
 
 @pytest.mark.parametrize(("text", "needle"), [
-    ("waivers:\n  - {id: ANY001, object: dc1}\n", "waivers.yaml:2: waivers[0]: required key 'reason'"),
+    ("waivers:\n  - {id: ANY001, object: dc1}\n",
+     "waivers.yaml:2: waivers[0].reason: required key 'reason' is missing"),
     ("waivers:\n  - id: ANY001\n    object: dc1\n    reason: x\n    owner: me\n",
      "waivers.yaml:5: waivers[0].owner: unknown key 'owner'"),
-    ("waivers:\n  - {id: XYZ999, object: dc1, reason: x}\n", "waivers.yaml:2: waivers[0].id: unknown check ID"),
-    ("waivers:\n  - {id: ANY001, object: dc1, reason: x, expires: soon}\n", "expires must be a date"),
-    ("waivers: {id: ANY001}\n", "'waivers' must be a list"),
-    ("accept:\n  - {id: ANY001}\n", "waivers.yaml:1: accept: waivers.yaml must be a mapping"),
-    ("waivers:\n  - just a string\n", "waivers.yaml:2: waivers[0]: each waiver must be a mapping"),
+    ("waivers:\n  - {id: XYZ999, object: dc1, reason: x}\n",
+     "waivers.yaml:2: waivers[0].id: unknown check ID 'XYZ999'"),
+    ("waivers:\n  - {id: ANY001, object: dc1, reason: x, expires: soon}\n",
+     "waivers[0].expires: must be a date (YYYY-MM-DD)"),
+    ("waivers:\n  - {id: ANY001, object: dc1, reason: x, expires: 2030-01-01 10:00}\n", "expires: must be a date"),
+    ("waivers:\n  - {id: ANY001, object: '  ', reason: x}\n", "waivers[0].object: must be a non-empty string"),
+    ("waivers: {id: ANY001}\n", "waivers.yaml:1: waivers: Input should be a valid list"),
+    ("accept:\n  - {id: ANY001}\n", "waivers.yaml:1: accept: unknown key 'accept' (known: waivers)"),
+    ("waivers:\n  - just a string\n", "waivers.yaml:2: waivers[0]: must be a mapping (got str 'just a string')"),
 ])
 def test_malformed_waivers_exit_2(site_copy, text, needle):
     site_dir = site_copy("lab")
@@ -468,6 +476,29 @@ def test_malformed_waivers_exit_2(site_copy, text, needle):
     code, _, err = run_cli("check", str(site_dir))
     assert code == 2
     assert needle in err, err
+
+
+def test_every_bad_waiver_and_limit_is_reported_at_once(site_copy):
+    # Like site.yaml: one run names every problem of the file, each with its line, not just the first.
+    site_dir = site_copy("lab")
+    (site_dir / "waivers.yaml").write_text(
+        "waivers:\n"
+        "  - {id: ANY00, object: dc1, reason: x}\n"
+        "  - {id: ANY001, object: dc1, reason: x, expires: soon}\n"
+        "  - {id: ANY001, object: dc1}\n")
+    code, _, err = run_cli("check", str(site_dir))
+    assert code == 2
+    for needle in ("waivers.yaml:2: waivers[0].id: unknown check ID 'ANY00'; did you mean 'ANY001'?",
+                   "waivers.yaml:3: waivers[1].expires: must be a date",
+                   "waivers.yaml:4: waivers[2].reason: required key 'reason' is missing"):
+        assert needle in err, err
+    (site_dir / "waivers.yaml").unlink()
+    (site_dir / "check.yaml").write_text("ecmp_max_width: 0\nmax_sessions_per_tor: many\nanycast_min: 2\n")
+    code, _, err = run_cli("check", str(site_dir))
+    assert code == 2
+    for needle in ("check.yaml:1: ecmp_max_width:", "check.yaml:2: max_sessions_per_tor:",
+                   "check.yaml:3: anycast_min: unknown key 'anycast_min'; did you mean 'anycast_min_announcers'?"):
+        assert needle in err, err
 
 
 def test_pending_allocations_are_not_errors(site_copy):

@@ -107,7 +107,7 @@ def test_waiver_with_a_datetime_is_bad_input(site_copy):
     site = site_copy("lab")
     (site / "waivers.yaml").write_text(
         "waivers:\n  - {id: ANY001, object: dc3, reason: test, expires: 2030-01-01 10:00:00}\n")
-    expect_2("check", str(site), message="expires must be a date")
+    expect_2("check", str(site), message="expires: must be a date")
 
 
 def test_unreadable_check_options(site_copy):

@@ -1,7 +1,7 @@
 """Route-policy tests over the rendered lab configs, the way Batfish's testRoutePolicies works.
 
-Expected verdicts come from the Plan (what the design says); verdicts come from provisioner.policy
-reading the rendered BIRD/FRR text (what ships). Mutation tests prove the evaluator can fail.
+Expected verdicts come from the Plan (what the design says); verdicts come from tests/frr_policy.py
+reading the rendered FRR text of ToRs and spines (what ships). Mutation tests prove the evaluator can fail.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ import pytest
 
 from provisioner.pipeline import compile_site
 from provisioner.plan import Plan
-from provisioner.policy import BirdConfig, FrrConfig, PolicyParseError
 from provisioner.render import render
 from tests.conftest import LAB
+from tests.frr_policy import FrrConfig, PolicyParseError
 
 DEFAULT = IPv4Network("0.0.0.0/0")
 
@@ -153,17 +153,6 @@ def test_frr_ebgp_without_policy_is_denied():
 
 
 @pytest.mark.parametrize("text", [
-    "filter f\n{\n  if net ~ [ 10.0.0.0/8 ] && bgp_path.len > 2 then accept;\n  reject;\n}\n",
-    "filter f\n{\n  bgp_local_pref = 50;\n  accept;\n}\n",
-    "filter f\n{\n  if net ~ [ 10.0.0.0/8{33,40} ] then accept;\n}\n",
-    "filter f\n{\n  if net ~ UNDEFINED then accept;\n}\n",
-])
-def test_bird_constructs_it_does_not_model_are_refused(text):
-    with pytest.raises(PolicyParseError):
-        BirdConfig.parse(text)
-
-
-@pytest.mark.parametrize("text", [
     "route-map X permit 10\n match community C\nexit\n",
     "route-map X permit 10\n set as-path prepend 65000\nexit\n",
     "ip prefix-list P seq 5 permit 10.0.0.1/8\n",
@@ -172,16 +161,3 @@ def test_bird_constructs_it_does_not_model_are_refused(text):
 def test_frr_constructs_it_does_not_model_are_refused(text):
     with pytest.raises(PolicyParseError):
         FrrConfig.parse(text)
-
-
-def test_bird_prefix_patterns():
-    cfg = BirdConfig.parse(
-        "define S = [ 10.0.0.0/8+, 172.16.0.0/12{16,24}, 192.168.0.0/16- ];\n"
-        "filter f\n{\n  if net ~ S then accept;\n  reject;\n}\n"
-    )
-    verdicts = {p: cfg.evaluate_filter("f", p).accepted for p in
-                ["10.0.0.0/8", "10.1.2.0/24", "11.0.0.0/8", "172.16.0.0/12", "172.17.0.0/16", "172.17.1.0/25",
-                 "192.168.0.0/16", "192.0.0.0/8", "192.168.1.0/24"]}
-    assert verdicts == {"10.0.0.0/8": True, "10.1.2.0/24": True, "11.0.0.0/8": False, "172.16.0.0/12": False,
-                        "172.17.0.0/16": True, "172.17.1.0/25": False, "192.168.0.0/16": True,
-                        "192.0.0.0/8": True, "192.168.1.0/24": False}

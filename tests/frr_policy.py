@@ -1,24 +1,19 @@
-"""Batfish-style route-policy evaluation over the rendered configs (the text that ships).
+"""Test support: Batfish-style evaluation of the FRR route policy in the rendered configs (the text that ships).
 
-The evaluator reads the BIRD and FRR artifacts, not the Plan, so it checks what the daemons will
-actually run: a template bug that widens a filter shows up here even though the Plan is right.
+The evaluator reads the rendered ``frr.conf`` of ToRs and spines, not the Plan, so it checks what the
+daemons will actually run: a template bug that widens a prefix-list shows up here even though the Plan is
+right. tests/unit/test_policy.py uses it; it is not part of the package (no command needs it). The BIRD
+side (nodes and control-plane VMs, written with functions and an include) is not modelled: the daemons
+tier parses it with ``bird -p`` and the lab tier runs it (``lab verify`` compares what each ToR learns
+from each server with the Plan).
 
 It understands only the small policy language the templates emit and refuses anything else with
 :class:`PolicyParseError` (an unknown statement is never silently treated as "accept"):
-
-BIRD 2
-    ``define NAME = [ prefix patterns ];`` (``a.b.c.d/n``, ``/n+``, ``/n-``, ``/n{lo,hi}``),
-    ``filter NAME { ... }`` with statements ``accept;``, ``reject;``,
-    ``if net ~ SET then accept|reject;``, ``if net = PREFIX then accept|reject;``,
-    ``if source = RTS_X then accept|reject;``; a channel's ``import``/``export`` of
-    ``all``, ``none`` or ``filter NAME``. A filter that ends without a decision rejects (as BIRD does).
-
-FRR
-    ``ip prefix-list NAME seq N permit|deny PREFIX [ge X] [le Y]``, ``route-map NAME permit|deny SEQ``
-    with ``match ip address prefix-list NAME`` and ``set local-preference N``, and in ``router bgp``:
-    peer-groups, ``neighbor X peer-group G``, ``neighbor X remote-as``, ``neighbor X prefix-list|route-map
-    NAME in|out``. A referenced list or map that does not exist denies (as FRR does); an eBGP neighbour
-    without an inbound/outbound policy denies when ``bgp ebgp-requires-policy`` is set.
+``ip prefix-list NAME seq N permit|deny PREFIX [ge X] [le Y]``, ``route-map NAME permit|deny SEQ``
+with ``match ip address prefix-list NAME`` and ``set local-preference N``, and in ``router bgp``:
+peer-groups, ``neighbor X peer-group G``, ``neighbor X remote-as``, ``neighbor X prefix-list|route-map
+NAME in|out``. A referenced list or map that does not exist denies (as FRR does); an eBGP neighbour
+without an inbound/outbound policy denies when ``bgp ebgp-requires-policy`` is set.
 """
 
 from __future__ import annotations
@@ -59,180 +54,6 @@ def _within(candidate: IPv4Network, base: IPv4Network, bits: int) -> bool:
     """Do the first ``bits`` bits of ``candidate`` and ``base`` agree?"""
     mask = (0xFFFFFFFF << (32 - bits)) & 0xFFFFFFFF if bits else 0
     return int(candidate.network_address) & mask == int(base.network_address) & mask
-
-
-# ----------------------------------------------------------------------------------------------- BIRD
-
-@dataclass(frozen=True, slots=True)
-class BirdPattern:
-    """One BIRD prefix pattern: ``base{lo,hi}`` (plain ``base`` is ``base{len,len}``)."""
-
-    base: IPv4Network
-    lo: int
-    hi: int
-
-    @classmethod
-    def parse(cls, text: str) -> BirdPattern:
-        m = re.fullmatch(r"([0-9.]+/\d+)(?:(\+)|(-)|\{\s*(\d+)\s*,\s*(\d+)\s*\})?", text.strip())
-        if not m:
-            raise PolicyParseError(f"unsupported BIRD prefix pattern {text!r}")
-        base = _net(m.group(1))
-        n = base.prefixlen
-        if m.group(2):
-            return cls(base, n, 32)
-        if m.group(3):
-            return cls(base, 0, n)
-        if m.group(4) is not None:
-            lo, hi = int(m.group(4)), int(m.group(5))
-            if not 0 <= lo <= hi <= 32:
-                raise PolicyParseError(f"bad length range in {text!r}")
-            return cls(base, lo, hi)
-        return cls(base, n, n)
-
-    def matches(self, net: IPv4Network) -> bool:
-        return self.lo <= net.prefixlen <= self.hi and _within(net, self.base, min(net.prefixlen, self.base.prefixlen))
-
-
-@dataclass(frozen=True, slots=True)
-class BirdStatement:
-    """``if <attr> <op> <operand> then <action>``; attr None is an unconditional action."""
-
-    attr: Literal["net", "source"] | None
-    op: Literal["~", "="] | None
-    operand: tuple[BirdPattern, ...] | IPv4Network | str | None
-    action: Literal["accept", "reject"]
-
-    def matches(self, net: IPv4Network, source: str) -> bool:
-        if self.attr is None:
-            return True
-        if self.attr == "source":
-            return source == self.operand
-        if self.op == "=":
-            return net == self.operand
-        return any(p.matches(net) for p in self.operand)  # type: ignore[union-attr]
-
-
-@dataclass
-class BirdConfig:
-    defines: dict[str, tuple[BirdPattern, ...] | IPv4Network] = field(default_factory=dict)
-    filters: dict[str, tuple[BirdStatement, ...]] = field(default_factory=dict)
-    # protocol name -> {"import": "all" | "none" | filter name, "export": ...}
-    channels: dict[str, dict[str, str]] = field(default_factory=dict)
-
-    @classmethod
-    def parse(cls, text: str) -> BirdConfig:
-        cfg = cls()
-        text = re.sub(r"/\*.*?\*/", " ", text, flags=re.S)
-        text = re.sub(r"#[^\n]*", "", text)
-        for m in re.finditer(r"\bdefine\s+(\w+)\s*=\s*([^;]+);", text):
-            cfg.defines[m.group(1)] = cfg._operand(m.group(2))
-        for kind, name, body in _bird_blocks(text):
-            if kind == "filter":
-                cfg.filters[name] = tuple(cfg._statement(s) for s in _split_statements(body))
-            elif kind == "protocol":
-                cfg.channels[name] = _bird_channel(body)
-        return cfg
-
-    def _operand(self, text: str) -> tuple[BirdPattern, ...] | IPv4Network:
-        text = text.strip()
-        if text.startswith("["):
-            if not text.endswith("]"):
-                raise PolicyParseError(f"unterminated prefix set {text!r}")
-            inner = text[1:-1].strip()
-            return tuple(BirdPattern.parse(p) for p in re.split(r",(?![^{]*\})", inner)) if inner else ()
-        if re.fullmatch(r"[0-9.]+/\d+", text):
-            return _net(text)
-        if text in self.defines:
-            return self.defines[text]
-        raise PolicyParseError(f"unknown BIRD operand {text!r}")
-
-    def _statement(self, text: str) -> BirdStatement:
-        text = " ".join(text.split())
-        if text in ("accept", "reject"):
-            return BirdStatement(None, None, None, text)  # type: ignore[arg-type]
-        m = re.fullmatch(r"if (net|source) (~|=) (.+?) then (accept|reject)", text)
-        if not m:
-            raise PolicyParseError(f"unsupported BIRD filter statement {text!r}")
-        attr, op, operand, action = m.groups()
-        if attr == "source":
-            if op != "=" or not re.fullmatch(r"RTS_[A-Z_]+", operand):
-                raise PolicyParseError(f"unsupported source test {text!r}")
-            return BirdStatement("source", "=", operand, action)  # type: ignore[arg-type]
-        value = self._operand(operand)
-        if op == "~" and isinstance(value, IPv4Network):
-            value = (BirdPattern(value, value.prefixlen, value.prefixlen),)
-        if op == "=" and not isinstance(value, IPv4Network):
-            raise PolicyParseError(f"'net =' needs a prefix: {text!r}")
-        return BirdStatement("net", op, value, action)  # type: ignore[arg-type]
-
-    def evaluate_filter(self, name: str, net: IPv4Network | str, source: str = "RTS_STATIC") -> Decision:
-        net = IPv4Network(net)
-        if name not in self.filters:
-            raise PolicyParseError(f"no filter {name!r}")
-        for i, st in enumerate(self.filters[name]):
-            if st.matches(net, source):
-                return Decision(st.action == "accept", f"filter {name} statement {i + 1}: {st.action}")
-        return Decision(False, f"filter {name} ended without a decision (BIRD rejects)")
-
-    def evaluate(self, protocol: str, direction: Literal["import", "export"], net: IPv4Network | str,
-                 source: str = "RTS_STATIC") -> Decision:
-        """What ``protocol``'s ipv4 channel does with ``net`` on import or export."""
-        try:
-            policy = self.channels[protocol][direction]
-        except KeyError:
-            raise PolicyParseError(f"protocol {protocol!r} has no ipv4 {direction} policy") from None
-        if policy == "all":
-            return Decision(True, f"{protocol} {direction} all")
-        if policy == "none":
-            return Decision(False, f"{protocol} {direction} none")
-        return self.evaluate_filter(policy, net, source)
-
-
-def _bird_blocks(text: str) -> list[tuple[str, str, str]]:
-    """Top-level ``filter NAME { }`` and ``protocol TYPE [NAME] { }`` blocks with their bodies."""
-    out = []
-    for m in re.finditer(r"^(filter|protocol)\s+(\w+)(?:\s+(\w+))?\s*\{", text, flags=re.M):
-        body = _balanced(text, m.end() - 1)
-        kind = m.group(1)
-        name = m.group(2) if kind == "filter" else (m.group(3) or m.group(2))
-        out.append((kind, name, body))
-    return out
-
-
-def _balanced(text: str, open_at: int) -> str:
-    depth = 0
-    for i in range(open_at, len(text)):
-        if text[i] == "{":
-            depth += 1
-        elif text[i] == "}":
-            depth -= 1
-            if depth == 0:
-                return text[open_at + 1: i]
-    raise PolicyParseError("unbalanced braces")
-
-
-def _split_statements(body: str) -> list[str]:
-    if "{" in body:
-        raise PolicyParseError("nested blocks in a filter are not supported")
-    return [s.strip() for s in body.split(";") if s.strip()]
-
-
-def _bird_channel(body: str) -> dict[str, str]:
-    m = re.search(r"\bipv4\s*\{", body)
-    if not m:
-        return {}
-    channel = _balanced(body, m.end() - 1)
-    out: dict[str, str] = {}
-    for d in ("import", "export"):
-        found = re.findall(rf"\b{d}\s+(all|none|filter\s+\w+|filter\s*\{{|where\b)", channel)
-        if len(found) > 1:
-            raise PolicyParseError(f"more than one {d} policy in a channel")
-        if found:
-            value = found[0]
-            if value.startswith("where") or value.endswith("{"):
-                raise PolicyParseError(f"inline {d} filters are not supported")
-            out[d] = value.split()[-1]
-    return out
 
 
 # ------------------------------------------------------------------------------------------------ FRR
