@@ -28,7 +28,7 @@ import copy
 import os
 import tempfile
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address, IPv4Network, ip_network
+from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 from typing import Any
 
@@ -84,7 +84,7 @@ class Mapping:
         raise TwinError(f"{a}: in no block of the mapping")
 
     def network(self, value: str | IPv4Network) -> IPv4Network:
-        net = ip_network(str(value))
+        net = IPv4Network(str(value))
         if any(net.subnet_of(src) for src, _ in self.blocks):
             return IPv4Network((int(self.address(net.network_address)), net.prefixlen))
         if self.service and net == self.service[0]:
@@ -134,20 +134,20 @@ def _pack(sizes: list[int], space: IPv4Network, reserved: tuple[IPv4Network, ...
 def _addresses(site: dict[str, Any], allocs: Allocations) -> list[IPv4Network]:
     """Every block the site uses outside its pod pools and service CIDR."""
     ap = site["address_plan"]
-    nets = [ip_network(ap["fabric_pool"]), *(ip_network(a) for a in ap["anycast"]),
-            ip_network(f"{ap['api_address']}/32")]
+    nets = [IPv4Network(ap["fabric_pool"]), *(IPv4Network(a) for a in ap["anycast"]),
+            IPv4Network(f"{ap['api_address']}/32")]
     for dc in site["dcs"]:
-        nets += [ip_network(f"{s['router_id']}/32") for s in dc["spines"]]
+        nets += [IPv4Network(f"{s['router_id']}/32") for s in dc["spines"]]
         for u in dc.get("upstreams", []):
-            nets += [ip_network(f"{u['router_id']}/32"), *(ip_network(a) for a in u.get("accept", []))]
+            nets += [IPv4Network(f"{u['router_id']}/32"), *(IPv4Network(a) for a in u.get("accept", []))]
         for rack in dc["racks"]:
-            nets += [ip_network(rack["subnet"]), ip_network(f"{rack['tor']['router_id']}/32")]
+            nets += [IPv4Network(rack["subnet"]), IPv4Network(f"{rack['tor']['router_id']}/32")]
             if rack["tor"].get("address"):
-                nets.append(ip_network(f"{rack['tor']['address']}/32"))
-            nets += [ip_network(f"{n['address']}/32") for n in rack.get("nodes", []) if n.get("address")]
+                nets.append(IPv4Network(f"{rack['tor']['address']}/32"))
+            nets += [IPv4Network(f"{n['address']}/32") for n in rack.get("nodes", []) if n.get("address")]
     for role in ("control_plane", "etcd", "etcd_events"):
-        nets += [ip_network(f"{vm['address']}/32") for vm in site["vms"].get(role, [])]
-    nets += [ip_network(f"{a}/32") for a in allocs.node_addresses.values()]
+        nets += [IPv4Network(f"{vm['address']}/32") for vm in site["vms"].get(role, [])]
+    nets += [IPv4Network(f"{a}/32") for a in allocs.node_addresses.values()]
     nets += list(allocs.fabric_links.values())
     blocks = sorted({_block_of(n) for n in nets}, key=lambda n: (int(n.network_address), n.prefixlen))
     return [b for b in blocks if not any(b != o and b.subnet_of(o) for o in blocks)]
@@ -156,7 +156,7 @@ def _addresses(site: dict[str, Any], allocs: Allocations) -> list[IPv4Network]:
 def mapping(site: dict[str, Any], allocs: Allocations) -> Mapping:
     """The deterministic mapping of ``site`` (its site.yaml as plain data) and its allocations."""
     ap = site["address_plan"]
-    pools = [(p["name"], ip_network(p["cidr"]), int(p.get("node_prefix_len", 24))) for p in ap["pod_pools"]]
+    pools = [(p["name"], IPv4Network(p["cidr"]), int(p.get("node_prefix_len", 24))) for p in ap["pod_pools"]]
     m = Mapping()
     for shift in range(0, MAX_NODE_PREFIX + 1):
         if any(n + shift > MAX_NODE_PREFIX for _, _, n in pools):
@@ -170,7 +170,7 @@ def mapping(site: dict[str, Any], allocs: Allocations) -> Mapping:
     if not m.pools:
         raise TwinError(f"the pod pools ({', '.join(str(n) for _, n, _ in pools)}) do not fit into {POD_SPACE} "
                         f"with node prefixes of at most /{MAX_NODE_PREFIX}")
-    service = ip_network(ap["service_cidr"])
+    service = IPv4Network(ap["service_cidr"])
     m.service = (service, IPv4Network((SERVICE_BASE, max(service.prefixlen, SERVICE_MAX))))
     blocks = _addresses(site, allocs)
     for b in blocks:
