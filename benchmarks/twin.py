@@ -13,7 +13,8 @@ Writes the twin of the site (default inventories/example; ``provisioner lab twin
   dc loss     ``lab fail dc dc2`` -> every drill row as expected (settled): seconds from the fail command
   restore     ``lab restore`` -> ``lab verify`` passes: seconds
 
-Prints a markdown table and writes ``benchmarks/results/twin[-N].json``. Not a test: nothing is asserted. The lab
+Prints each figure as it is measured and a markdown table at the end; ``benchmarks/results/twin[-N].json`` is
+rewritten after every figure, so an interrupted run keeps what it measured. Not a test: nothing is asserted. The lab
 is always taken down at the end, also on failure.
 """
 
@@ -111,16 +112,32 @@ def cpu(prefix: str, seconds: float = 10.0) -> dict[str, float]:
     return dict(sorted(used.items(), key=lambda kv: -kv[1]))
 
 
+class Results(dict):  # type: ignore[type-arg]
+    """The figures, written to ``path`` and printed as each one is measured: an interrupted run keeps them."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self.path = path
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        super().__setitem__(key, value)
+        if key.endswith("_s") or key.endswith("_ok") or key == "converged":
+            print(f"  {key}: {value}", flush=True)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text(json.dumps(self, indent=2, sort_keys=True) + "\n")
+
+
 def run(site: Path, nodes_per_rack: int | None, timeout: float) -> dict[str, Any]:
     label = "twin" + (f"-{nodes_per_rack}" if nodes_per_rack else "")
     out = ROOT / "benchmarks" / ".work" / label / "inventories" / f"{site.name}-twin"
     m, twin_dir, diff = write_twin(site, out, nodes_per_rack=nodes_per_rack)
     prefix = lab_prefix()
-    res: dict[str, Any] = {"site": str(site.relative_to(ROOT) if site.is_relative_to(ROOT) else site),
-                           "twin": str(twin_dir.relative_to(ROOT)), "nodes_per_rack": nodes_per_rack,
-                           "differs": differences(m, nodes_per_rack), "shape_differences": diff,
-                           "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
-                                       "mem_total_mib": round(_kib("/proc/meminfo", "MemTotal:") / 1024)}}
+    res = Results(ROOT / "benchmarks" / "results" / f"{label}.json")
+    res.update({"site": str(site.relative_to(ROOT) if site.is_relative_to(ROOT) else site),
+                "twin": str(twin_dir.relative_to(ROOT)), "nodes_per_rack": nodes_per_rack,
+                "differs": differences(m, nodes_per_rack), "shape_differences": diff,
+                "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
+                            "mem_total_mib": round(_kib("/proc/meminfo", "MemTotal:") / 1024)}})
     down(twin_dir)
     res["mem_available_before_mib"] = round(mem_available_mib())
     try:
@@ -130,7 +147,7 @@ def run(site: Path, nodes_per_rack: int | None, timeout: float) -> dict[str, Any
         res["hosts"], res["pods"] = len(state["hosts"]), len(state["pods"])
         res["up_steps"] = state["timings"]
         t1 = time.monotonic()
-        report = verify(twin_dir, timeout=timeout)
+        report = verify(twin_dir, timeout=timeout, log=print)
         res["converge_s"] = round(time.monotonic() - t1, 1)
         res["converged"] = report.ok
         res["checks"] = len(report.checks)
@@ -200,12 +217,7 @@ def main() -> int:
     ap.add_argument("--timeout", type=float, default=600.0)
     args = ap.parse_args()
     res = run(args.site.resolve(), args.nodes_per_rack, args.timeout)
-    text = table(res)
-    print(text)
-    results = ROOT / "benchmarks" / "results"
-    results.mkdir(exist_ok=True)
-    label = "twin" + (f"-{args.nodes_per_rack}" if args.nodes_per_rack else "")
-    (results / f"{label}.json").write_text(json.dumps(res, indent=2, sort_keys=True) + "\n")
+    print(table(res))  # the JSON is in benchmarks/results/twin[-N].json, written as the run goes
     return 0 if res.get("converged") else 1
 
 
