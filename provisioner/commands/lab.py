@@ -174,3 +174,29 @@ def down(site: Path) -> int:
                f"{len(report['links'])} root links, {report['processes']} processes, "
                f"{len(report['files'])} paths removed in {time.monotonic() - t0:.1f}s")
     return 0
+
+
+@lab.command()
+@site_argument
+@click.option("--out", "out", type=click.Path(path_type=Path), required=True,
+              help="directory of the twin site (site.yaml and allocations.yaml are written there)")
+@click.option("--nodes-per-rack", type=click.IntRange(min=1), default=None,
+              help="keep only the first N nodes of each rack (a scaled twin, when the whole one does not fit)")
+@lab_format
+def twin(site: Path, out: Path, nodes_per_rack: int | None, fmt: str) -> int:
+    """Write the scale twin of SITE into --out: the same topology renumbered into 198.18.0.0/15 by the
+    documented mapping (docs/lab.md), then print the mapping and what differs. Needs no root."""
+    from ..lab import twin as twin_mod
+
+    m, where, diff = _guard(lambda: twin_mod.write_twin(site, out, nodes_per_rack=nodes_per_rack))
+    if fmt == "json":
+        click.echo(to_json({"twin": str(where), "mapping": [dict(zip(("kind", "source", "twin"), r, strict=True))
+                                                              for r in m.rows()],
+                            "differs": twin_mod.differences(m, nodes_per_rack), "shape_differences": diff}), nl=False)
+    else:
+        click.echo(f"twin of {site} written to {where}/ (site.yaml, allocations.yaml)")
+        click.echo(text_table(("what", "source", "twin"), m.rows()))
+        click.echo("differs from the source:" + "".join(f"\n  - {d}" for d in twin_mod.differences(m, nodes_per_rack)))
+        click.echo("same as the source: DCs, racks, nodes, switches, VMs, upstreams, sessions, ASNs, ECMP widths, "
+                   "limits" if not diff else "shape differences:" + "".join(f"\n  - {d}" for d in diff))
+    return 1 if diff and nodes_per_rack is None else 0

@@ -247,9 +247,14 @@ def derive(plan: Plan, prefix: str | None = None) -> Topology:
                                vm.session.id if vm.session else None))
     for up in plan.upstreams:
         addr, peer = mgmt()
+        # An upstream also holds the probe addresses of its DC's other upstreams: the spines ECMP the default over
+        # all of them, so a probe of one DC upstream may leave through a sibling (real borders reach each other's
+        # loopbacks; lab upstreams have no link between them). The probe then proves "left through this DC".
+        siblings = [u.router_id for u in plan.upstreams if u.dc == up.dc and u.name != up.name]
+        loopback = tuple(IPv4Interface(f"{a}/32") for a in (up.router_id, *siblings, OUTSIDE))
         hosts.append(LabHost(
             name=up.name, kind="upstream", role="upstream", dc=up.dc, rack=None, ns=f"{prefix}-{up.name}",
-            mgmt=addr, mgmt_peer=peer, loopback=(IPv4Interface(f"{up.router_id}/32"), IPv4Interface(f"{OUTSIDE}/32")),
+            mgmt=addr, mgmt_peer=peer, loopback=loopback,
             forwarding=True,
             daemons=("frr",), configs=(), hardware=switch_hw,
         ))

@@ -1,6 +1,6 @@
 """Daemons tier: every rendered BIRD file passes ``bird -p -c`` and every FRR file ``vtysh --dryrun -f``.
 
-Both inventories are rendered with the real CLI into tmp (``--out``), so what is parsed is what ships.
+The three inventories are rendered with the real CLI into tmp (``--out``), so what is parsed is what ships.
 The parsers run two at a time (the CI box has two cores); the negative tests prove a broken config is
 really rejected, so a parser that accepts anything cannot make this tier pass.
 """
@@ -15,20 +15,21 @@ from pathlib import Path
 import pytest
 
 from provisioner.health import HEALTH
-from tests.conftest import EXAMPLE, LAB, require_binary, require_root
+from tests.conftest import EXAMPLE, INVENTORIES, LAB, require_binary, require_root
 from tests.helpers import run_cli
 
 WORKERS = 2
 EXPECTED = {  # inventory -> (BIRD files: nodes + control-plane VMs, FRR files: ToRs + spines)
     "example": (720 + 3, 36 + 6),
     "lab": (12 + 3, 6 + 3),
+    "mid": (120 + 3, 12 + 6),  # per-DC pod pools: three aggregates in every filter
 }
 
 
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     out = {}
-    for name, site in (("example", EXAMPLE), ("lab", LAB)):
+    for name, site in (("example", EXAMPLE), ("lab", LAB), ("mid", INVENTORIES / "mid")):
         dest = tmp_path_factory.mktemp("rendered") / name
         code, stdout, stderr = run_cli("render", str(site), "--out", str(dest))
         assert code == 0, f"render {name} failed ({code}):\n{stdout}\n{stderr}"
