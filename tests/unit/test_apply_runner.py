@@ -61,6 +61,9 @@ def rollout(tmp_path: Path):
             lines.append(f"    {h}: {{{conn}, ansible_python_interpreter: {sys.executable}, "
                          f"bird_conf: {d}/bird.conf, bird_conf_owner: {user}, bird_conf_group: {group}, "
                          f"cni_conflist: {d}/cni.conflist, bird_start_cmd: touch {d}/state/started, "
+                         f"health_conf: {d}/ahc.conf, health_services_conf: {d}/ahc.d/services.conf, "
+                         f"health_bird_set: {d}/anycast-prefixes.conf, health_start_cmd: touch {d}/state/health, "
+                         f"health_restart_cmd: touch {d}/state/health, "
                          f"bird_validate_cmd: /bin/true %s, gate_timeout: 3, "
                          f'birdc_cmd: "env STATE={d}/state NEIGH={neigh} EXPORTS={exports} {birdc}"}}')
         overlay = tmp_path / "overlay.yml"

@@ -90,6 +90,11 @@ def test_secret_never_in_run_artifacts(secret_site: Path, tmp_path: Path, monkey
       cni_conflist: {host}/10-provisioner.conflist
       birdc_cmd: env STATE={host}/state {birdc}
       bird_start_cmd: touch {host}/state/started
+      health_conf: {host}/ahc.conf
+      health_services_conf: {host}/ahc.d/services.conf
+      health_bird_set: {host}/anycast-prefixes.conf
+      health_start_cmd: touch {host}/state/health
+      health_restart_cmd: touch {host}/state/health
       bird_validate_cmd: /bin/true %s
       gate_timeout: 5
 """)

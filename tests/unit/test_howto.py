@@ -177,5 +177,5 @@ def test_a_rack_with_a_vm_cannot_leave_first(tmp_path):
     for command in ("validate", "render"):
         code, _out, err = run_cli(command, str(site.parent))
         assert code == 2, command
-        assert "site.yaml:" in err and "dc1-r01" in err and "vms" in err
+        assert "site.yaml:" in err and "dc1-r01" in err and "control-plane VM cp1" in err
     assert project.lock() == lock and not (project.root / "rendered").exists()  # nothing written
