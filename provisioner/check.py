@@ -91,6 +91,8 @@ CHECKS: dict[str, CheckInfo] = {c.id: c for c in (
     CheckInfo("ETC004", "error", "etcd", "two members of one cluster share a rack"),
     CheckInfo("ETC005", "error", "etcd", "timing or quota outside etcd's tuning rules"),
     CheckInfo("CPL001", "error", "control plane", "a DC has no control-plane VM (API anycast leaves the DC)"),
+    CheckInfo("EGR001", "warning", "egress", "a DC has no upstream router (its egress crosses DCs)"),
+    CheckInfo("EGR002", "error", "egress", "the site has no upstream router: nothing reaches the outside"),
     CheckInfo("CAP001", "warning", "capacity", "a pod pool has less free headroom than the threshold"),
     CheckInfo("LIM001", "error", "ToR limits", "more iBGP sessions on a ToR than the limit"),
     CheckInfo("LIM002", "error", "ToR limits", "more expected routes on a ToR than the limit"),
@@ -585,9 +587,24 @@ def _lock_moved(plan: Plan) -> Iterator[Finding]:
                            "allocations never move: the plan must use the locked address")
 
 
+def check_egress(plan: Plan, _opts: CheckOptions) -> Iterator[Finding]:
+    """Every DC has a way out of its own: the default its spines pass down comes from its upstreams (another DC's
+    default, at local-preference 50, is the fallback, not the design)."""
+    if not plan.upstreams:
+        yield _finding("EGR002", (plan.name,), f"site {plan.name} has no upstream router: no default route reaches "
+                       "a node, so no pod can pull an image or reach NTP or DNS outside the site",
+                       "list the border routers under dcs[].upstreams")
+        return
+    with_upstreams = {u.dc for u in plan.upstreams}
+    for dc in plan.dcs:
+        if dc not in with_upstreams:
+            yield _finding("EGR001", (dc,), f"{dc} has no upstream router: its egress leaves through another DC's "
+                           "spines and upstreams", f"add dcs[{dc}].upstreams")
+
+
 CHECK_FUNCTIONS: tuple[Callable[[Plan, CheckOptions], Iterable[Finding]], ...] = (
     check_sessions, check_prefixes, check_addresses, check_exports, check_anycast, check_etcd,
-    check_capacity, check_limits, check_lock,
+    check_egress, check_capacity, check_limits, check_lock,
 )
 
 

@@ -92,6 +92,15 @@ def lab_no_cp_in_dc3(d: dict) -> None:
     d["vms"]["control_plane"] = [v for v in d["vms"]["control_plane"] if v["dc"] != "dc3"]
 
 
+def lab_dc2_without_upstreams(d: dict) -> None:
+    dc(d, "dc2")["upstreams"] = []
+
+
+def lab_without_upstreams(d: dict) -> None:
+    for x in d["dcs"]:
+        x["upstreams"] = []
+
+
 def lab_max_prefix_one(d: dict) -> None:
     d["bgp"]["tor_max_prefix_per_node"] = 1
 
@@ -111,6 +120,8 @@ SITE_CASES = [
     ("anycast-min-above-dc-size", "lab", None, False, ("--anycast-min-announcers", "5"), {"ANY001"}),
     ("etcd-even-members", "lab", lab_two_dcs, True, (), {"ETC001"}),
     ("dc-without-control-plane", "lab", lab_no_cp_in_dc3, True, (), {"CPL001"}),
+    ("dc-without-upstreams", "lab", lab_dc2_without_upstreams, True, (), {"EGR001"}),
+    ("site-without-upstreams", "lab", lab_without_upstreams, True, (), {"EGR002"}),
     ("max-prefix-below-announcements", "lab", lab_max_prefix_one, False, (), {"LIM004"}),
     ("orphaned-node", "lab", lab_node_removed, False, (), {"LCK001"}),
     ("lock-missing-allocation", "lab", lab_node_added_no_lock, False, ("--locked",), {"LCK002"}),

@@ -51,3 +51,23 @@ def test_every_spine_peers_with_its_dcs_upstreams_over_locked_links():
         for s in spine.uplinks:
             assert s.subnet.prefixlen == 31 and s.subnet.subnet_of(plan.site.address_plan.fabric_pool)
             assert plan.allocations.fabric_links[f"{spine.name}~{s.b.host}"] == s.subnet
+
+
+def test_check_warns_about_a_dc_without_upstreams_and_errs_without_any(site_copy):
+    import json
+    import re
+
+    site = site_copy("lab")
+    path = site / "site.yaml"
+    text = path.read_text()
+    one_less = re.sub(r"    upstreams:[^\n]*\n      - \{name: dc2-border[^\n]*\n", "", text)
+    assert one_less != text
+    path.write_text(one_less)
+    run_cli("render", str(site), "--out", str(site.parent / "out"))
+    code, out, _ = run_cli("check", str(site), "--format", "json")
+    ids = {(f["id"], tuple(f["objects"])) for f in json.loads(out)["findings"]}
+    assert ("EGR001", ("dc2",)) in ids and code == 0
+    none = re.sub(r"    upstreams:[^\n]*\n      - \{name: dc[0-9]-border[^\n]*\n", "", text)
+    path.write_text(none)
+    code, out, _ = run_cli("check", str(site), "--format", "json")
+    assert any(f["id"] == "EGR002" for f in json.loads(out)["findings"]) and code == 1
