@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -105,7 +104,3 @@ def delete(conflist: dict[str, Any], runtime: CniRuntime, result: dict[str, Any]
 def addresses(result: dict[str, Any]) -> list[str]:
     """The CIDR addresses an ADD result gives the container."""
     return [ip["address"] for ip in result.get("ips", [])]
-
-
-def plugin_types(conflist: dict[str, Any]) -> Sequence[str]:
-    return [p["type"] for p in conflist["plugins"]]

@@ -158,13 +158,17 @@ def svc_path(state: dict[str, Any]) -> str:
     return str(Path(state["state_dir"]) / "bin" / "svc")
 
 
+def standin_command() -> tuple[str, str]:
+    """The lab's Python and its stand-in script (lab/standin.py), as bin/svc and the pods run them."""
+    return sys.executable, str(Path(__file__).with_name("standin.py"))
+
+
 def write_svc(sdir: Path) -> Path:
     path = sdir / "bin" / "svc"
     path.parent.mkdir(parents=True, exist_ok=True)
-    python = Path(sys.executable)
-    text = (SVC.replace("__STATE__", str(sdir)).replace("__PYTHON__", str(python))
-            .replace("__STANDIN__", str(Path(__file__).with_name("standin.py")))
-            .replace("__HEALTHCHECKER__", str(python.with_name("anycast-healthchecker"))))
+    python, standin = standin_command()
+    text = (SVC.replace("__STATE__", str(sdir)).replace("__PYTHON__", python).replace("__STANDIN__", standin)
+            .replace("__HEALTHCHECKER__", str(Path(python).with_name("anycast-healthchecker"))))
     path.write_text(text)
     path.chmod(0o755)
     return path

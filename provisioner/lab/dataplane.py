@@ -22,7 +22,6 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
-from ipaddress import IPv4Address
 from typing import Any
 
 from ..plan import Plan
@@ -254,10 +253,3 @@ def run_probes(probes_: list[Probe], workers: int = 8) -> list[tuple[Probe, bool
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
         return list(pool.map(one, probes_))
-
-
-def is_lab_address(addr: str) -> bool:
-    """Every probe target is inside the lab range (network safety); checked by the unit tests."""
-    from .topology import LAB_RANGE
-
-    return IPv4Address(addr) in LAB_RANGE

@@ -9,19 +9,36 @@ Pod namespaces are named ``<prefix>-<node>-pod<N>``, so `lab down` removes them 
 from __future__ import annotations
 
 import json
+import os
+import time
 from ipaddress import IPv4Interface
 from pathlib import Path
 from typing import Any
 
 from .cni import CniError, CniRuntime, add, addresses
-from .daemons import PROCESSES
+from .daemons import standin_command
 from .hosts import nsenter_argv
 from .netns import LabError, run, wait_pidfile
 
 CONFLIST = "/etc/cni/net.d/10-pods.conflist"
 
 
-def pod_names(state: dict[str, Any], node: str, count: int) -> list[str]:
+def _in_netns(pid: int, ns: str, timeout: float) -> bool:
+    """The pid file is written before `ip netns exec` enters the namespace: CNI must not run until the process
+    is in it, or CNI_NETNS would name the machine's own namespace."""
+    want = os.stat(f"/var/run/netns/{ns}").st_ino
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if os.stat(f"/proc/{pid}/ns/net").st_ino == want:
+                return True
+        except OSError:
+            return False
+        time.sleep(0.02)
+    return False
+
+
+def pod_names(node: str, count: int) -> list[str]:
     return [f"{node}-pod{i}" for i in range(1, count + 1)]
 
 
@@ -35,13 +52,12 @@ def create(state: dict[str, Any], node: str, pod: str) -> dict[str, Any]:
     pidfile.unlink(missing_ok=True)
     run(["ip", "netns", "add", ns])
     run(["ip", "-n", ns, "link", "set", "lo", "up"])
-    svc = Path(state["state_dir"]) / "bin" / "svc"
-    python, standin = _interpreter(svc)
+    python, standin = standin_command()
     run(["setsid", "-f", "sh", "-c", 'echo $$ > "$1"; shift; exec "$@" >/dev/null 2>&1 </dev/null', "sh",
          str(pidfile), "ip", "netns", "exec", ns, python, standin, "pod", pod])
     pid = wait_pidfile(pidfile, 15)
-    if pid is None:
-        raise LabError(f"{pod}: the pod process did not start")
+    if pid is None or not _in_netns(pid, ns, 15):
+        raise LabError(f"{pod}: the pod process did not start in its namespace")
     conflist = json.loads((Path(h["dir"]) / "root" / CONFLIST.lstrip("/")).read_text())
     runtime = CniRuntime(container_id=f"{state['prefix']}-{pod}", netns=f"/proc/{pid}/ns/net",
                          wrap=tuple(nsenter_argv(state, node, [])))
@@ -54,17 +70,3 @@ def create(state: dict[str, Any], node: str, pod: str) -> dict[str, Any]:
         raise LabError(f"{pod} on {node}: CNI ADD gave the pod no address: {result}")
     return {"node": node, "netns": ns, "address": str(IPv4Interface(ips[0]).ip), "pid": pid,
             "container_id": runtime.container_id, "dc": h["dc"], "rack": h["rack"]}
-
-
-def _interpreter(svc: Path) -> tuple[str, str]:
-    """The lab's Python and stand-in script, as written into bin/svc."""
-    values = dict(line.split("=", 1) for line in svc.read_text().splitlines()
-                  if line.startswith(("PYTHON=", "STANDIN=")))
-    return values["PYTHON="[:-1]], values["STANDIN="[:-1]]
-
-
-def running(state: dict[str, Any], pod: str) -> bool:
-    from .netns import comm
-
-    entry = state.get("pods", {}).get(pod)
-    return bool(entry) and comm(int(entry["pid"])) in PROCESSES["pod"]

@@ -224,7 +224,7 @@ def _start_services(state: dict[str, Any], topo: Topology, bare: bool, pods_per_
 
 def _make_pods(state: dict[str, Any], topo: Topology, pods_per_node: str) -> dict[str, Any]:
     wanted = [(n.name, p) for n in topo.hosts if n.kind == "node" and _pods_here(n, pods_per_node, topo)
-              for p in pod_names(state, n.name, 1 if pods_per_node == "sample" else int(pods_per_node))]
+              for p in pod_names(n.name, 1 if pods_per_node == "sample" else int(pods_per_node))]
     return dict(sorted(parallel(lambda np: (np[1], create_pod(state, *np)), wanted)))
 
 
