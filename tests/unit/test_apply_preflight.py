@@ -95,3 +95,43 @@ def test_targets_read_connection_parameters_from_the_overlay(tmp_path):
     t1, t2 = pf.targets([tmp_path / "hosts.yml", tmp_path / "overlay.yml"], ["dc1-r1-n1", "dc1-r1-n2"], plan)
     assert (t1.address, t1.user, t1.key_file, t1.known_hosts) == ("198.19.240.11", "root", "/k/id", "/k/known_hosts")
     assert t2.address == "198.18.11.2" and t2.known_hosts == "~/.ssh/known_hosts"
+
+
+def test_keys_accepted_by_parallel_probes_are_all_saved(tmp_path):
+    """--accept-new-host-keys on a first bootstrap: 40 probes accept keys at once; every key reaches known_hosts
+    (one write at the end), and a key recorded before is kept and offered to the host's client."""
+    import threading
+
+    import paramiko
+
+    known_file = tmp_path / "known_hosts"
+    old = paramiko.Ed25519Key.from_private_key_file(str(_ed25519_key(tmp_path / "old")))
+    known_file.write_text(f"198.18.9.9 ssh-ed25519 {old.get_base64()}\n")
+    key = paramiko.Ed25519Key.from_private_key_file(str(_ed25519_key(tmp_path / "new")))
+    known = pf.KnownHosts()
+    targets = [pf.Target(f"h{i}", f"198.18.1.{i}", known_hosts=str(known_file)) for i in range(40)]
+
+    def accept(target: pf.Target) -> None:
+        client = known.client(target, accept_new=True)
+        client._policy.missing_host_key(client, target.address, key)
+
+    threads = [threading.Thread(target=accept, args=(t,)) for t in targets]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert known_file.read_text().count("\n") == 1, "nothing is written before save()"
+    known.save()
+    saved = paramiko.HostKeys(str(known_file))
+    assert all(saved.lookup(t.address) for t in targets)
+    assert saved.lookup("198.18.9.9")["ssh-ed25519"] == old
+    fresh = pf.KnownHosts().client(pf.Target("x", "198.18.9.9", known_hosts=str(known_file)), accept_new=False)
+    assert fresh.get_host_keys().lookup("198.18.9.9")["ssh-ed25519"] == old
+    assert isinstance(fresh._policy, paramiko.RejectPolicy)
+
+
+def _ed25519_key(path):
+    import subprocess
+
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
+    return path
