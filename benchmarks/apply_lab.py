@@ -75,6 +75,7 @@ def main() -> None:
     ap.add_argument("--site", type=Path, default=ROOT / "inventories" / "lab")
     ap.add_argument("--runs", type=int, default=1, help="repeat the no-op applies N times")
     ap.add_argument("--keep", action="store_true", help="leave the lab up")
+    ap.add_argument("--first-only", action="store_true", help="only the first apply (a large site's figures)")
     args = ap.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("apply_lab: needs root (network namespaces)")
@@ -104,16 +105,18 @@ def main() -> None:
         pki.write(pki_dir, files)
         overlay = Path(state["state_dir"]) / "inventory.yml"
         runs = work / "runs"
-        run = {}
+        run = results["runs"]  # filled as it goes: a failed run still reports the ones before it
         run["first"] = apply(site, overlay, runs, pki_dir)
         print(f"first apply: {run['first']['wall']}s", flush=True)
         good_tree = runs / plan.name / run["first"]["run_id"] / "tree"
-        for i in range(args.runs):
+        for i in range(0 if args.first_only else args.runs):
             suffix = "" if args.runs == 1 else f" #{i + 1}"
             run[f"noop{suffix}"] = apply(site, overlay, runs, pki_dir, "--tree", str(good_tree))
             run[f"noop-100%{suffix}"] = apply(site, overlay, runs, pki_dir, "--tree", str(good_tree), "--batch", "100%")
             print(f"no-op: {run[f'noop{suffix}']['wall']}s, --batch 100%: {run[f'noop-100%{suffix}']['wall']}s",
                   flush=True)
+        if args.first_only:
+            raise SystemExit(0)
         tor = plan.tors[0].name
         changed = work / "one-switch"
         shutil.copytree(good_tree, changed)
@@ -124,7 +127,9 @@ def main() -> None:
             raise SystemExit(f"check mode showed diffs for {run['check']['diffs']}, expected [{tor}]")
         run["one-switch"] = apply(site, overlay, runs, pki_dir, "--tree", str(changed))
         run["back"] = apply(site, overlay, runs, pki_dir, "--tree", str(good_tree))
-        results["runs"] = run
+    except SystemExit as exc:  # a failed apply, or the end of --first-only (code 0)
+        if exc.code not in (0, None):
+            results["failed"] = str(exc)[:3000]
     finally:
         results["load_end"] = loadavg()
         if not args.keep:
@@ -134,6 +139,8 @@ def main() -> None:
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
     print(table(results))
+    if "failed" in results:
+        raise SystemExit(results["failed"])
 
 
 def table(results: dict[str, Any]) -> str:

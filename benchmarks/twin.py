@@ -1,11 +1,14 @@
 """The scale twin on the lab (root): time to up, converge and verify, memory per daemon, DC loss and restore.
 
-    sudo PROVISIONER_LAB_PREFIX=ptwin .venv/bin/python benchmarks/twin.py [--nodes-per-rack N] [--site DIR]
+    sudo .venv/bin/python benchmarks/twin.py [--nodes-per-rack N] [--site DIR] [--health MODE] [--ssh MODE]
+
+The full twin (800+ hosts) needs the default lab prefix: another prefix gets a /24 management network (253 hosts).
 
 Writes the twin of the site (default inventories/example; ``provisioner lab twin``) into
 ``benchmarks/.work/twin[-N]/inventories/<site>-twin`` (git-ignored), then measures:
 
-  up          ``lab up --pods sample``: namespaces, links, anchors, sshd, every daemon, the pods (wall seconds)
+  up          ``lab up --pods sample --health sample --ssh sample`` (the defaults here; docs/lab.md): namespaces,
+              links, anchors, sshd, every daemon, the pods (wall seconds)
   converge    from the end of up until ``lab verify`` first passes (verify polls every 3 s)
   verify      one more ``lab verify`` on the converged lab (its own duration)
   memory      RSS and PSS of every process in the lab's namespaces, by process name, and MemAvailable before/after
@@ -127,7 +130,8 @@ class Results(dict):  # type: ignore[type-arg]
         self.path.write_text(json.dumps(self, indent=2, sort_keys=True) + "\n")
 
 
-def run(site: Path, nodes_per_rack: int | None, timeout: float) -> dict[str, Any]:
+def run(site: Path, nodes_per_rack: int | None, timeout: float, health: str = "sample", ssh: str = "sample"
+        ) -> dict[str, Any]:
     label = "twin" + (f"-{nodes_per_rack}" if nodes_per_rack else "")
     out = ROOT / "benchmarks" / ".work" / label / "inventories" / f"{site.name}-twin"
     m, twin_dir, diff = write_twin(site, out, nodes_per_rack=nodes_per_rack)
@@ -135,6 +139,7 @@ def run(site: Path, nodes_per_rack: int | None, timeout: float) -> dict[str, Any
     res = Results(ROOT / "benchmarks" / "results" / f"{label}.json")
     res.update({"site": str(site.relative_to(ROOT) if site.is_relative_to(ROOT) else site),
                 "twin": str(twin_dir.relative_to(ROOT)), "nodes_per_rack": nodes_per_rack,
+                "options": {"pods": "sample", "health": health, "ssh": ssh},
                 "differs": differences(m, nodes_per_rack), "shape_differences": diff,
                 "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                             "mem_total_mib": round(_kib("/proc/meminfo", "MemTotal:") / 1024)}})
@@ -142,7 +147,7 @@ def run(site: Path, nodes_per_rack: int | None, timeout: float) -> dict[str, Any
     res["mem_available_before_mib"] = round(mem_available_mib())
     try:
         t0 = time.monotonic()
-        state = up(twin_dir, pods_per_node="sample", log=print)
+        state = up(twin_dir, pods_per_node="sample", health=health, ssh=ssh, log=print)
         res["up_s"] = round(time.monotonic() - t0, 1)
         res["hosts"], res["pods"] = len(state["hosts"]), len(state["pods"])
         res["up_steps"] = state["timings"]
@@ -187,7 +192,8 @@ def _ok(res: dict[str, Any], key: str) -> str:
 def table(res: dict[str, Any]) -> str:
     mem = res.get("memory", {})
     rows = [("hosts / pods", f"{res.get('hosts')} / {res.get('pods')}"),
-            ("lab up (--pods sample)", f"{res.get('up_s')} s"),
+            ("lab up (" + " ".join(f"--{k} {v}" for k, v in res.get("options", {}).items()) + ")",
+             f"{res.get('up_s')} s"),
             ("converge (up -> verify passes)", f"{res.get('converge_s')} s ({_ok(res, 'converged')})"),
             ("up + verified", f"{res.get('up_verified_s')} s"),
             ("verify (converged)", f"{res.get('verify_s')} s, {res.get('checks')} checks"),
@@ -215,8 +221,10 @@ def main() -> int:
     ap.add_argument("--site", type=Path, default=ROOT / "inventories" / "example")
     ap.add_argument("--nodes-per-rack", type=int, default=None)
     ap.add_argument("--timeout", type=float, default=600.0)
+    for flag in ("--health", "--ssh"):
+        ap.add_argument(flag, choices=("all", "sample", "none"), default="sample", help=f"lab up {flag}")
     args = ap.parse_args()
-    res = run(args.site.resolve(), args.nodes_per_rack, args.timeout)
+    res = run(args.site.resolve(), args.nodes_per_rack, args.timeout, args.health, args.ssh)
     print(table(res))  # the JSON is in benchmarks/results/twin[-N].json, written as the run goes
     return 0 if res.get("converged") else 1
 

@@ -31,13 +31,13 @@ def _need_root() -> None:
 
 
 def _guard(fn):
-    """Expected lab failures print a message, not a traceback (exit 1; bad topology exit 2)."""
-    from ..lab.netns import LabError
+    """Expected lab failures print a message, not a traceback (exit 1; bad topology or a bad name exit 2)."""
+    from ..lab.netns import LabError, LabUsageError
     from ..lab.topology import TopologyError
 
     try:
         return fn()
-    except TopologyError as exc:
+    except (TopologyError, LabUsageError) as exc:
         click.echo(f"error: {exc}", err=True)
         raise click.exceptions.Exit(2) from None
     except LabError as exc:
@@ -68,9 +68,15 @@ def _print_report(report, fmt: str) -> None:
                    "checks, etcd and pods are left to apply; no verify")
 @click.option("--pods", "pods", default="1", show_default=True, callback=lambda _c, _p, v: _pods_value(v),
               help="pods per node wired by the CNI plugins: a number, 'sample' (one per rack) or 'none'")
+@click.option("--health", type=click.Choice(["all", "sample", "none"]), default="all", show_default=True,
+              help="nodes with the kube-proxy stand-in and anycast-healthchecker; the others (sample: all but the "
+                   "first node of each rack) announce anycast unconditionally from a socat stand-in")
+@click.option("--ssh", type=click.Choice(["all", "sample", "none"]), default="all", show_default=True,
+              help="hosts running sshd (sample: switches, VMs and the first node of each rack); apply needs all")
 @timeout_option
-def up(site: Path, bare: bool, pods: str, timeout: float) -> int:
-    """Create the lab of SITE and (unless --bare) verify it."""
+def up(site: Path, bare: bool, pods: str, health: str, ssh: str, timeout: float) -> int:
+    """Create the lab of SITE and (unless --bare) verify it. --health/--ssh/--pods sample fit a large site (the
+    scale twin, docs/lab.md) on a small machine."""
     _need_root()
     from ..lab import up as up_mod
     from ..lab.teardown import down as down_fn
@@ -78,7 +84,8 @@ def up(site: Path, bare: bool, pods: str, timeout: float) -> int:
     click.echo(f"lab up {site}{' (bare)' if bare else ''}:")
     t0 = time.monotonic()
     try:
-        state = _guard(lambda: up_mod.up(site, bare=bare, pods_per_node=pods, log=click.echo))
+        state = _guard(lambda: up_mod.up(site, bare=bare, pods_per_node=pods, health=health,
+                                                     ssh=ssh, log=click.echo))
     except BaseException:
         click.echo("lab up failed; removing what it made (lab down)", err=True)
         down_fn(site)
@@ -86,7 +93,8 @@ def up(site: Path, bare: bool, pods: str, timeout: float) -> int:
     click.echo(f"lab {state['site']} up in {state['up_seconds']:.1f}s: {len(state['hosts'])} hosts "
                f"(prefix {state['prefix']}); inventory overlay {state['state_dir']}/inventory.yml")
     if bare:
-        rows = [(name, h["role"], h["ns"], h["mgmt_address"]) for name, h in sorted(state["hosts"].items())]
+        rows = [(name, h["role"], h["ns"], h["mgmt_address"] if h.get("ssh", True) else "-")
+                for name, h in sorted(state["hosts"].items())]
         click.echo(text_table(("host", "role", "namespace", "ssh"), rows))
         click.echo("bare: FRR runs on the switches; BIRD and etcd are left to `provisioner apply`")
         return 0

@@ -14,7 +14,7 @@ from ..pipeline import compile_site
 from . import state as st
 from .fail import fail
 from .loss import Loss, Pinger
-from .netns import LabError
+from .netns import LabError, LabUsageError
 
 # What each kind of event withdraws (docs/network.md, "Failure drills").
 WITHDRAWS = {
@@ -69,7 +69,7 @@ def drill(site: str | Path, kind: str, names: list[str], *, source: str | None =
             raise LabError("no pod outside the failure to measure from")
         source = candidates[0]
     elif source not in pods:
-        raise LabError(f"no pod {source!r} (pods: {', '.join(sorted(pods))})")
+        raise LabUsageError(f"no pod {source!r} (pods: {', '.join(sorted(pods))})")
     wanted = targets(state, source, victims)
     pingers = {label: Pinger(pods[source]["netns"], addr, seconds) for label, addr in wanted.items()}
     time.sleep(1.0)

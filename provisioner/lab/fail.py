@@ -21,7 +21,7 @@ from ..pipeline import compile_site
 from . import state as st
 from .daemons import kill_services, svc
 from .hosts import start_sshd, stop_sshd
-from .netns import LabError, run
+from .netns import LabError, LabUsageError, run
 from .topology import derive
 
 # The service each kind of server serves, whose health its announcements follow.
@@ -59,7 +59,7 @@ def fail(site: str | Path, kind: str, names: tuple[str, ...] | list[str], *, pre
     hosts = state["hosts"]
     if kind == "link":
         if len(names) != 2:
-            raise LabError("lab fail SITE link A B: give the two hosts at the ends of the link")
+            raise LabUsageError("lab fail SITE link A B: give the two hosts at the ends of the link")
         plan = compile_site(state["site_dir"]).plan
         link = derive(plan, state["prefix"]).link_between(*names)
         ends = [[link.a.host, link.a.ifname], [link.b.host, link.b.ifname]]
@@ -68,26 +68,26 @@ def fail(site: str | Path, kind: str, names: tuple[str, ...] | list[str], *, pre
                  "interfaces": [f"{h}:{i}" for h, i in ends]}
     elif kind in ("service", "crash", "restart"):
         if len(names) != 1:
-            raise LabError(f"lab fail SITE {kind} NAME: give exactly one name")
+            raise LabUsageError(f"lab fail SITE {kind} NAME: give exactly one name")
         if kind == "service":
             entry = _service_failure(state, names[0])
         else:
             return _crash(state, names[0], hard=kind == "crash")  # restarted at once: nothing stays failed
     else:
         if len(names) != 1:
-            raise LabError(f"lab fail SITE {kind} NAME: give exactly one name")
+            raise LabUsageError(f"lab fail SITE {kind} NAME: give exactly one name")
         (name,) = names
         if kind == "dc":
             targets = sorted(h for h, v in hosts.items() if v["dc"] == name)
             if not targets:
                 dcs = ", ".join(sorted({v["dc"] for v in hosts.values()}))
-                raise LabError(f"no DC {name!r} in the lab (DCs: {dcs})")
+                raise LabUsageError(f"no DC {name!r} in the lab (DCs: {dcs})")
         elif kind == "host":
             if name not in hosts:
-                raise LabError(f"no lab host {name!r}")
+                raise LabUsageError(f"no lab host {name!r}")
             targets = [name]
         else:
-            raise LabError(f"unknown failure kind {kind!r}")
+            raise LabUsageError(f"unknown failure kind {kind!r}")
         topo = derive(compile_site(state["site_dir"]).plan, state["prefix"])
         ends = [[e.host, e.ifname] for h in targets for li in topo.links_of(h) for e in (li.a, li.b) if e.host == h]
 
@@ -117,7 +117,12 @@ def _service_failure(state: dict[str, Any], name: str) -> dict[str, Any]:
         targets = sorted(h for h, v in hosts.items() if v["dc"] == name and v["role"] == "node")
     targets = [h for h in targets if hosts[h]["role"] in SERVED]
     if not targets:
-        raise LabError(f"{name!r} is neither a node, a control-plane VM nor a DC of the lab")
+        raise LabUsageError(f"{name!r} is neither a node, a control-plane VM nor a DC of the lab")
+    unchecked = [h for h in targets if "health" not in hosts[h]["daemons"]]
+    if unchecked:  # stopping its stand-in would not withdraw anything: the drill would prove nothing
+        named = ", ".join(unchecked[:5]) + (" ..." if len(unchecked) > 5 else "")
+        raise LabUsageError(f"{named}: no health checks in this lab (lab up --health {st.option(state, 'health')}); "
+                            "a service failure needs them")
     stopped: dict[str, list[str]] = {}
     for h in targets:
         service = SERVED[hosts[h]["role"]]
@@ -136,10 +141,10 @@ def _crash(state: dict[str, Any], host: str, *, hard: bool = True) -> dict[str, 
     from .netns import comm, netns_pids
 
     if host not in state["hosts"]:
-        raise LabError(f"no lab host {host!r}")
+        raise LabUsageError(f"no lab host {host!r}")
     role = state["hosts"][host]["role"]
     if role not in ROUTING:
-        raise LabError(f"{host} ({role}) runs no routing daemon")
+        raise LabUsageError(f"{host} ({role}) runs no routing daemon")
     process, service = ROUTING[role]
     if not hard:
         out = svc(state, host, service, "restart", timeout=90)
@@ -173,7 +178,8 @@ def restore(site: str | Path, *, prefix: str | None = None) -> list[dict[str, An
     for entry in undone:
         if entry["kind"] not in ("link", "service"):
             for host in entry["hosts"]:
-                start_sshd(state, host)
+                if state["hosts"][host].get("ssh", True):
+                    start_sshd(state, host)
     # No FRR restart after a restored link: the switch configs turn kernel nexthop groups off (FRR 8.4's zebra
     # lost ECMP members of a kernel nexthop group when an interface went down and up; docs/network.md).
     starts = [(h, s) for e in undone if e["kind"] != "link" for h, services in e["hosts"].items() for s in services]

@@ -16,6 +16,10 @@ class LabError(RuntimeError):
     """An expected lab failure: reported without a traceback."""
 
 
+class LabUsageError(LabError):
+    """A lab command asked for something the lab does not have (a host, a DC, a drill it cannot run): exit 2."""
+
+
 def run(argv: Sequence[str], *, check: bool = True, timeout: float = 60, input: str | None = None,
         env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     try:

@@ -66,3 +66,8 @@ def save(state: dict[str, Any]) -> None:
         json.dump(state, f, indent=2, sort_keys=True)
         f.write("\n")
     os.replace(tmp, path)
+
+
+def option(state: dict[str, Any], key: str, default: str = "all") -> str:
+    """A `lab up` option recorded in the state (``health``, ``ssh``, ``pods``); labs from before it: ``all``."""
+    return str(state.get("options", {}).get(key, default))

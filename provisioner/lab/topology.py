@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import zlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from typing import Literal
@@ -160,8 +161,28 @@ class Topology:
         return out
 
 
-def derive(plan: Plan, prefix: str | None = None) -> Topology:
+def sample(nodes: Iterable[tuple[str, str | None]], mode: str) -> set[str]:
+    """Node names a per-node option applies to: ``all``, ``none`` or ``sample`` (the first node, by name, of each
+    rack). ``nodes`` are (hostname, rack) pairs."""
+    nodes = list(nodes)
+    if mode == "all":
+        return {n for n, _ in nodes}
+    if mode == "none":
+        return set()
+    if mode != "sample":
+        raise TopologyError(f"{mode!r}: expected all, sample or none")
+    first: dict[str | None, str] = {}
+    for name, rack in nodes:
+        first[rack] = min(name, first.get(rack, name))
+    return set(first.values())
+
+
+def derive(plan: Plan, prefix: str | None = None, health: str = "all") -> Topology:
+    """The lab of ``plan``. ``health``: which nodes run the kube-proxy stand-in and anycast-healthchecker
+    (``all``, ``sample``, ``none``); the others hold their anycast addresses with a socat stand-in and announce
+    them unconditionally (``proxy-lite``: what the scale twin needs to fit, docs/lab.md)."""
     prefix = lab_prefix(prefix)
+    checked = sample(((n.hostname, n.rack) for n in plan.nodes), health)
     net = mgmt_network(prefix)
     mgmt_hosts = net.hosts()
     gateway = IPv4Interface(f"{next(mgmt_hosts)}/{net.prefixlen}")
@@ -221,7 +242,8 @@ def derive(plan: Plan, prefix: str | None = None) -> Topology:
         anycast = tuple(IPv4Interface(f"{next(a.hosts())}/32") for a in plan.anycast)
         hosts.append(LabHost(
             name=node.hostname, kind="node", role="node", dc=node.dc, rack=node.rack, ns=f"{prefix}-{node.hostname}",
-            mgmt=addr, mgmt_peer=peer, daemons=("proxy", "bird", "health"), anycast=anycast,
+            mgmt=addr, mgmt_peer=peer, anycast=anycast,
+            daemons=("proxy", "bird", "health") if node.hostname in checked else ("proxy-lite", "bird"),
             configs=(*((f"nodes/{node.hostname}/{rel}", target) for rel, target in SERVER_CONFIGS),
                      (f"nodes/{node.hostname}/cni.conflist", "/etc/cni/net.d/10-pods.conflist")),
             hardware=hw(node.hardware),

@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from ..health import HEALTH
 from ..pipeline import compile_site
 from ..plan import Plan
 from ..render import render
@@ -23,12 +24,12 @@ from .hosts import MOUNTS, keygen, setup_script, sshd_config, start_sshd, write_
 from .netns import LabError, add_guard_route, ip_batch, netns_list, run, wait_pidfile
 from .pods import create as create_pod
 from .pods import pod_names
-from .topology import MGMT_IF, LabHost, Topology, derive, mgmt_network
+from .topology import MGMT_IF, LabHost, Topology, derive, mgmt_network, sample
 
 WORKERS = 8
 # What runs in a bare lab: the switches' FRR, and the stand-ins for what provisioner does not manage (kube-proxy,
 # kube-apiserver). BIRD, the health checker and etcd are left to `provisioner apply`.
-BARE_SERVICES = ("frr", "proxy", "apiserver")
+BARE_SERVICES = ("frr", "proxy", "proxy-lite", "apiserver")
 ANCHOR_TIMEOUT = 30.0
 
 
@@ -91,12 +92,22 @@ def _prepare_host(state: dict[str, Any], plan: Plan, topo: Topology, artifacts: 
         dest.write_text(artifacts[rel])
         if is_frr:
             shutil.chown(dest, "frr", "frr")
+    if h.kind == "node" and "health" not in h.daemons and not bare:
+        (root / HEALTH.bird_include.lstrip("/")).write_text(static_health_set(plan, host))
     if not bare:
         _install_pki(state, h, root)
     write_hardware(hdir, h.hw)
     (hdir / "setup.sh").write_text(setup_script(topo, h, hdir))
     (hdir / "sshd_config").write_text(sshd_config(sdir, h))
     keygen(hdir / "ssh_host_ed25519_key", f"root@{host}")
+
+
+def static_health_set(plan: Plan, host: str) -> str:
+    """The health set of a node without health checks (--health sample|none): every anycast range, as
+    anycast-healthchecker writes it while all checks pass."""
+    entries = [HEALTH.placeholder, *(str(HEALTH.token(r)) for r in plan.anycast)]
+    return (f"# Health set of {host} in a lab without its health checks (lab up --health): every range announced.\n"
+            f"define {HEALTH.bird_variable} =\n    [\n" + ",\n".join(f"        {e}" for e in entries) + "\n    ];\n")
 
 
 def _frr_files(plan: Plan, h: LabHost, root: Path) -> None:
@@ -183,7 +194,7 @@ def inventory_overlay(state: dict[str, Any]) -> str:
 
 
 def _initial_state(plan: Plan, topo: Topology, sdir: Path, site_dir: str, bare: bool,
-                   timings: dict[str, float]) -> dict[str, Any]:
+                   timings: dict[str, float], options: dict[str, str], with_ssh: set[str]) -> dict[str, Any]:
     """state.json as `lab up` starts it: everything `lab down` needs to clean up after a crash."""
     return {
         "site": plan.name, "site_dir": site_dir, "prefix": topo.prefix,
@@ -192,8 +203,10 @@ def _initial_state(plan: Plan, topo: Topology, sdir: Path, site_dir: str, bare: 
                  "gateway": str(topo.mgmt_gateway)},
         "hosts": {h.name: {"kind": h.kind, "role": h.role, "dc": h.dc, "rack": h.rack, "ns": h.ns,
                            "mgmt_address": str(h.mgmt.ip), "mgmt_peer": h.mgmt_peer, "anchor_pid": None,
-                           "dir": str(sdir / "hosts" / h.name), "daemons": list(h.daemons), "hardware": h.hw}
+                           "dir": str(sdir / "hosts" / h.name), "daemons": list(h.daemons), "hardware": h.hw,
+                           "ssh": h.name in with_ssh}
                   for h in topo.hosts},
+        "options": options,
         "links": [{"kind": li.kind, "session": li.session,
                    "a": {"host": li.a.host, "ifname": li.a.ifname, "address": str(li.a.address or "")},
                    "b": {"host": li.b.host, "ifname": li.b.ifname, "address": str(li.b.address or "")}}
@@ -223,22 +236,27 @@ def _start_services(state: dict[str, Any], topo: Topology, bare: bool, pods_per_
 
 
 def _make_pods(state: dict[str, Any], topo: Topology, pods_per_node: str) -> dict[str, Any]:
-    wanted = [(n.name, p) for n in topo.hosts if n.kind == "node" and _pods_here(n, pods_per_node, topo)
-              for p in pod_names(n.name, 1 if pods_per_node == "sample" else int(pods_per_node))]
+    """``sample``: one pod on the first node of each rack; a number: that many on every node."""
+    nodes = sorted(sample(((h.name, h.rack) for h in topo.hosts if h.kind == "node"),
+                          "sample" if pods_per_node == "sample" else "all"))
+    wanted = [(n, p) for n in nodes for p in pod_names(n, 1 if pods_per_node == "sample" else int(pods_per_node))]
     return dict(sorted(parallel(lambda np: (np[1], create_pod(state, *np)), wanted)))
 
 
-def _pods_here(node: LabHost, pods: str, topo: Topology) -> bool:
-    """``sample``: the first node of each rack; a number: every node."""
-    if pods != "sample":
-        return True
-    return node.name == min(h.name for h in topo.hosts if h.kind == "node" and h.rack == node.rack)
+def ssh_hosts(topo: Topology, mode: str) -> set[str]:
+    """Hosts that run sshd: every host, or (``sample``) every switch, VM and upstream and the first node of each
+    rack, or (``none``) no host (the lab itself enters hosts with nsenter; apply needs sshd everywhere)."""
+    if mode == "none":
+        return set()
+    nodes = [(h.name, h.rack) for h in topo.hosts if h.kind == "node"]
+    return {h.name for h in topo.hosts if h.kind != "node"} | sample(nodes, mode)
 
 
 def up(site: str | Path, *, bare: bool = False, prefix: str | None = None, pods_per_node: str = "1",
-       log: Callable[[str], None] = lambda _m: None) -> dict[str, Any]:
+       health: str = "all", ssh: str = "all", log: Callable[[str], None] = lambda _m: None) -> dict[str, Any]:
     """Bring the lab up. ``pods_per_node``: a number of pods on every node, ``sample`` (one pod on the first
-    node of each rack) or ``0``/``none``."""
+    node of each rack) or ``0``/``none``. ``health`` and ``ssh`` (``all``, ``sample``, ``none``): which nodes run
+    the kube-proxy stand-in with anycast-healthchecker, and sshd (see :func:`ssh_hosts`)."""
     pods_per_node = "0" if pods_per_node == "none" else pods_per_node
     t0 = time.monotonic()
     timings: dict[str, float] = {}
@@ -249,14 +267,16 @@ def up(site: str | Path, *, bare: bool = False, prefix: str | None = None, pods_
 
     compiled = compile_site(site)
     plan = compiled.plan
-    topo = derive(plan, prefix)
+    topo = derive(plan, prefix, health=health)
     sdir = st.state_dir(site, topo.prefix)  # the site path: its project root holds .lab/
     leftovers = [n for n in netns_list() if n.startswith(f"{topo.prefix}-")]
     if leftovers or (sdir / "state.json").exists():
         raise LabError(f"a lab with prefix {topo.prefix} is already up ({len(leftovers)} namespaces, state in {sdir});"
                        f" run `provisioner lab down {site}` first")
     artifacts = render(plan)
-    state = _initial_state(plan, topo, sdir, str(compiled.source.directory.resolve()), bare, timings)
+    options = {"health": health, "ssh": ssh, "pods": pods_per_node}
+    state = _initial_state(plan, topo, sdir, str(compiled.source.directory.resolve()), bare, timings, options,
+                           ssh_hosts(topo, ssh))
     _check_mgmt_free(topo, state["hosts"])
     sdir.mkdir(parents=True, exist_ok=True)
     st.save(state)  # from here on, `lab down` can clean up whatever a crash leaves
@@ -296,8 +316,9 @@ def up(site: str | Path, *, bare: bool = False, prefix: str | None = None, pods_
     st.save(state)
     mark("anchors (mount namespaces, addresses)")
 
-    parallel(lambda h: start_sshd(state, h.name), list(topo.hosts))
-    mark("sshd")
+    with_ssh = [h.name for h in topo.hosts if state["hosts"][h.name]["ssh"]]
+    parallel(lambda name: start_sshd(state, name), with_ssh)
+    mark(f"sshd on {len(with_ssh)} hosts")
     (sdir / "inventory.yml").write_text(inventory_overlay(state))
 
     _start_services(state, topo, bare, pods_per_node, mark)

@@ -404,7 +404,7 @@ def verify(site: str | Path, *, timeout: float = 90.0, prefix: str | None = None
     t0 = time.monotonic()
     state = st.load(site, prefix)
     plan = compile_site(state["site_dir"]).plan
-    topo = derive(plan, state["prefix"])
+    topo = derive(plan, state["prefix"], health=st.option(state, "health"))
     while True:
         checks = evaluate(state, plan, topo)
         bad = [c for c in checks if not c.ok]

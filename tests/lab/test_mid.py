@@ -2,7 +2,9 @@
 
 What the 12-node lab cannot show: anycast ECMP wider than 2 (10 nodes on a ToR, 4 racks on a spine), two spines
 per DC (every rack dual-homed, every route via both), two upstreams per DC, and a DC loss among 12 racks.
-One lab for the module, pods ``sample`` (one per rack) to fit the 2-core budget; timings are printed.
+One lab for the module with the scale twin's options (docs/lab.md), so they are tested on every change: pods,
+health checks and sshd ``sample`` (the first node of each rack; the other nodes announce anycast from a socat
+stand-in). Health gating itself is drilled on the small lab (tests/lab/test_lab.py). Timings are printed.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from tests.lab.conftest import require_lab_prerequisites
 
 MID = INVENTORIES / "mid"
 PLAN = compile_site(MID).plan
-# Converging 153 hosts on 2 shared cores (120 health checkers each running curl every second) takes minutes.
+# Converging 153 hosts on 2 shared cores can take minutes.
 TIMEOUT = "300"
 TIMINGS: dict[str, float] = {}
 
@@ -49,7 +51,7 @@ def mid() -> Iterator[dict[str, Any]]:
     down(MID)  # leftovers of a crashed run
     try:
         t0 = time.monotonic()
-        state = up(MID, pods_per_node="sample")
+        state = up(MID, pods_per_node="sample", health="sample", ssh="sample")
         TIMINGS["up"] = time.monotonic() - t0
         yield state
     finally:
@@ -86,6 +88,41 @@ def test_mid_site_converges_with_wide_ecmp_and_two_spines(mid):
     for where in ("other rack", "other DC"):  # pods `sample`: one per rack, so no same-rack pair
         assert sum(f"({where}): tcp" in c["name"] for c in dataplane) >= len(mid["pods"]), where
     assert any("(egress)" in c["name"] and "upstream probe" in c["name"] for c in dataplane)
+
+
+def test_mid_sampled_options_run_what_they_say(mid):
+    """--health sample: the first node of each rack runs the health checker, the others a socat stand-in that
+    answers anycast with the host's name and is in the ECMP; a service drill on such a node is refused (it would
+    withdraw nothing). --ssh sample: sshd runs on every switch and VM and on the first node of each rack only."""
+    from provisioner.lab.daemons import running_services
+    from provisioner.lab.hosts import host_exec
+
+    nodes = [n for n in PLAN.nodes]
+    first = {min(n.hostname for n in nodes if n.rack == rack) for rack in {n.rack for n in nodes}}
+    for n in nodes[:20]:
+        running = running_services(mid, n.hostname)
+        if n.hostname in first:
+            assert {"proxy", "bird", "health"} <= set(running), (n.hostname, running)
+        else:
+            assert set(running) == {"proxy-lite", "bird"}, (n.hostname, running)
+    unchecked = next(n.hostname for n in nodes if n.hostname not in first)
+    anycast = str(next(PLAN.anycast[0].hosts()))
+    out = host_exec(MID, unchecked, ["curl", "-s", "-m", "5", f"http://{anycast}/"])
+    assert out.stdout.strip() == unchecked, out
+    rc, _, err = run_cli("lab", "fail", str(MID), "service", unchecked)
+    assert rc == 2 and "no health checks" in err, err
+    rc, _, err = run_cli("lab", "fail", str(MID), "host", "dc1-r1-n1O")  # a typo: letter O for zero
+    assert rc == 2 and "no lab host" in err, err
+    from provisioner.lab import state as st
+
+    assert st.load(MID)["failures"] == [], "a refused drill records nothing"
+    sshd = {h for h, v in mid["hosts"].items() if v["ssh"]}
+    assert sshd == {h for h, v in mid["hosts"].items() if v["role"] != "node"} | first
+    from provisioner.lab.netns import comm, netns_pids
+
+    for host in (unchecked, min(first), "dc1-spine1"):
+        has_sshd = any(comm(p) == "sshd" for p in netns_pids(mid["hosts"][host]["ns"]))
+        assert has_sshd == (host in sshd), host
 
 
 def test_mid_dc_loss_then_restore(mid):

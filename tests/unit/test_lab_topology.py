@@ -146,3 +146,21 @@ def test_setup_script_never_routes_via_management(topo, tmp_path):
         script = setup_script(topo, h, tmp_path)
         assert "dev mgmt0" not in "\n".join(li for li in script.splitlines() if li.startswith("route "))
         assert f"addr add {h.mgmt} dev mgmt0" in script and "mgmt0/forwarding" in script
+
+
+def test_health_sample_keeps_checks_on_the_first_node_of_each_rack():
+    """--health sample: one checked node per rack; the others hold anycast with the socat stand-in and announce
+    it unconditionally (their BIRD health set lists every range)."""
+    from provisioner.lab.up import static_health_set
+
+    topo = derive(PLAN, "plab", health="sample")
+    nodes = [h for h in topo.hosts if h.kind == "node"]
+    checked = {h.name for h in nodes if "health" in h.daemons}
+    assert checked == {min(h.name for h in nodes if h.rack == rack) for rack in {h.rack for h in nodes}}
+    assert all(h.daemons == ("proxy-lite", "bird") for h in nodes if h.name not in checked)
+    assert all("health" in h.daemons for h in derive(PLAN, "plab").hosts if h.kind == "node")
+    assert not any("health" in h.daemons for h in derive(PLAN, "plab", health="none").hosts if h.kind == "node")
+    text = static_health_set(PLAN, nodes[0].name)
+    assert "define ACAST_PS_ADVERTISE =" in text and "0.0.0.0/32" in text
+    for rng in PLAN.anycast:
+        assert f"{next(rng.hosts())}/32" in text
