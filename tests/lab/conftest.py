@@ -23,7 +23,7 @@ from tests.conftest import LAB, require, require_binary, require_root
 from tests.helpers import run_cli
 
 BINARIES = ("ip", "nsenter", "unshare", "setsid", "bird", "birdc", "vtysh", "etcd", "etcdctl", "sshd", "ssh",
-            "ssh-keygen")
+            "ssh-keygen", "socat")
 
 
 def require_lab_prerequisites() -> None:
