@@ -9,11 +9,11 @@ import os
 import pwd
 import shlex
 import shutil
-import stat
 import tempfile
 import time
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.provisioner_files import file_facts
 
 DOCUMENTATION = r"""
 module: install_files
@@ -35,30 +35,6 @@ options:
     elements: dict
     required: true
 """
-
-
-def file_facts(path: str) -> dict:
-    """sha1, owner, group and mode of a regular file; ``exists: false`` if absent."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return {"exists": False}
-    if not stat.S_ISREG(st.st_mode):
-        return {"exists": False}
-    h = hashlib.sha1()  # the checksum copy uses
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(65536), b""):
-            h.update(chunk)
-    try:
-        owner = pwd.getpwuid(st.st_uid).pw_name
-    except KeyError:
-        owner = str(st.st_uid)
-    try:
-        group = grp.getgrgid(st.st_gid).gr_name
-    except KeyError:
-        group = str(st.st_gid)
-    return {"exists": True, "checksum": h.hexdigest(), "owner": owner, "group": group,
-            "mode": f"{stat.S_IMODE(st.st_mode):04o}"}
 
 
 def install(module: AnsibleModule, entry: dict) -> dict:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .hosts import host_exec
-from .netns import comm, kill_pids, netns_pids
+from .netns import comm, kill_pids, netns_pids, pids_by_netns
 
 # process names (comm) of each service, for `lab fail` and `lab down`
 PROCESSES = {"frr": ("zebra", "bgpd", "bfdd", "staticd", "watchfrr"), "bird": ("bird",), "etcd": ("etcd",),
@@ -52,8 +52,13 @@ LOGS=$HDIR/logs
 mkdir -p "$LOGS"
 name=${1:?service}; action=${2:?action}
 
-alive() {  # a process that exists and is not a zombie (a killed daemon nobody reaped yet is not running)
-  [ -r "/proc/$1/status" ] && ! grep -q '^State:[[:space:]]*Z' "/proc/$1/status" 2>/dev/null
+NETNS=$(readlink /proc/$$/ns/net)
+alive() {  # a process of this host that is not a zombie (a killed daemon nobody reaped yet is not running). The
+  # namespace test matters: pid files outlive a killed daemon and pids wrap (pid_max 32768, a large lab spawns
+  # thousands a minute), so a stale pid file may name another host's process, which must be neither taken for
+  # our daemon nor killed.
+  [ -r "/proc/$1/status" ] && ! grep -q '^State:[[:space:]]*Z' "/proc/$1/status" 2>/dev/null &&
+    [ "$(readlink "/proc/$1/ns/net" 2>/dev/null)" = "$NETNS" ]
 }
 
 pids() {  # pid files -> live pids
@@ -76,7 +81,7 @@ stop_pids() {
     [ -z "$still" ] && break
     sleep 0.1; i=$((i + 1))
   done
-  for p in $list; do kill -9 "$p" 2>/dev/null || true; done
+  for p in $list; do alive "$p" && kill -9 "$p" 2>/dev/null || true; done
   rm -f "$@"
 }
 
@@ -203,9 +208,22 @@ def running_services(state: dict[str, Any], host: str) -> list[str]:
 
 def kill_services(state: dict[str, Any], host: str, services: Iterable[str] | None = None) -> list[str]:
     """Kill the daemons of ``host`` (hard, like a crash); returns the services that were running."""
-    wanted = set(services) if services is not None else set(state["hosts"][host]["daemons"])
-    names = {c for s in wanted for c in PROCESSES.get(s, ())}
-    was = [s for s in running_services(state, host) if s in wanted]
-    pids = [p for p in netns_pids(state["hosts"][host]["ns"]) if comm(p) in names]
-    kill_pids(pids, grace=3)
+    return kill_hosts(state, [host], services)[host]
+
+
+def kill_hosts(state: dict[str, Any], hosts: Iterable[str], services: Iterable[str] | None = None
+               ) -> dict[str, list[str]]:
+    """Kill the daemons of many hosts at once (one /proc scan, one grace period); host -> services that ran."""
+    hosts = list(hosts)
+    by_ns = pids_by_netns(state["hosts"][h]["ns"] for h in hosts)
+    was: dict[str, list[str]] = {}
+    victims: list[int] = []
+    for h in hosts:
+        wanted = set(services) if services is not None else set(state["hosts"][h]["daemons"])
+        names = {c for s in wanted for c in PROCESSES.get(s, ())}
+        procs = [(p, comm(p)) for p in by_ns.get(state["hosts"][h]["ns"], [])]
+        comms = {c for _, c in procs}
+        was[h] = [s for s in state["hosts"][h]["daemons"] if s in wanted and any(c in comms for c in PROCESSES[s])]
+        victims += [p for p, c in procs if c in names]
+    kill_pids(victims, grace=3)
     return was

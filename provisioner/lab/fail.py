@@ -19,7 +19,7 @@ from typing import Any
 
 from ..pipeline import compile_site
 from . import state as st
-from .daemons import kill_services, svc
+from .daemons import kill_hosts, svc
 from .hosts import start_sshd, stop_sshd
 from .netns import LabError, LabUsageError, run
 from .topology import derive
@@ -91,17 +91,13 @@ def fail(site: str | Path, kind: str, names: tuple[str, ...] | list[str], *, pre
         topo = derive(compile_site(state["site_dir"]).plan, state["prefix"])
         ends = [[e.host, e.ifname] for h in targets for li in topo.links_of(h) for e in (li.a, li.b) if e.host == h]
 
-        def power_off(host: str) -> list[str]:
-            stopped = kill_services(state, host)
-            stop_sshd(state, host)
-            return stopped
-
         # Carrier goes first, as when power is cut; the daemons die after (their peers must not get a clean
         # shutdown they would not get from a dead box).
         _set_link(state, ends, "down")
-        with ThreadPoolExecutor(max_workers=8) as pool:
-            stopped = list(pool.map(power_off, targets))
-        entry = {"kind": kind, "target": [name], "hosts": dict(zip(targets, stopped, strict=True)), "ends": ends}
+        stopped = kill_hosts(state, targets)
+        for host in targets:
+            stop_sshd(state, host)
+        entry = {"kind": kind, "target": [name], "hosts": {h: stopped[h] for h in targets}, "ends": ends}
     state.setdefault("failures", []).append(entry)
     st.save(state)
     return entry

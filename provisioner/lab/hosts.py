@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from . import state as st
-from .netns import LabError, alive, kill_pids, run, wait_pidfile
+from .netns import LabError, alive, comm, in_netns, kill_pids, run, wait_pidfile
 from .topology import MGMT_IF, RACK_BRIDGE, LabHost, Topology
 
 # Real paths replaced inside every lab host by a directory of its own (under hosts/<host>/root/).
@@ -223,7 +223,7 @@ def stop_sshd(state: dict[str, Any], host: str) -> None:
         pid = int(pidfile.read_text().split()[0])
     except (OSError, ValueError, IndexError):
         return
-    if alive(pid) and (Path(f"/proc/{pid}/comm").read_text().strip() == "sshd"):
+    if alive(pid) and comm(pid) == "sshd" and in_netns(pid, state["hosts"][host]["ns"]):  # pids wrap: ours only
         kill_pids([pid])
     pidfile.unlink(missing_ok=True)
 

@@ -5,6 +5,7 @@ files under the state directory, not only from state.json."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -12,7 +13,16 @@ from typing import Any
 
 from . import state as st
 from .daemons import DAEMON_COMMS
-from .netns import comm, kill_pids, netns_list, netns_pids, remove_guard_route_if_unused, root_links, run
+from .netns import (
+    comm,
+    kill_pids,
+    netns_list,
+    pids_by_netns,
+    remove_guard_route_if_unused,
+    restore_neighbour_limits,
+    root_links,
+    run,
+)
 from .topology import lab_prefix
 
 OUR_COMMS = DAEMON_COMMS | {"sleep", "sshd", "sh", "nsenter", "unshare", "ip"}
@@ -32,24 +42,35 @@ def _mounted_anywhere(path: str) -> bool:
     return False
 
 
+def _ns_id(path: str) -> tuple[int, int] | None:
+    try:
+        st_ = os.stat(path)
+    except OSError:
+        return None
+    return st_.st_dev, st_.st_ino
+
+
 def down(site: str | Path, *, prefix: str | None = None) -> dict[str, Any]:
     prefix = lab_prefix(prefix)
     sdir = st.state_dir(site, prefix)
     state = st.load(site, prefix, required=False)
     report: dict[str, Any] = {"prefix": prefix, "namespaces": [], "links": [], "processes": 0, "files": []}
 
-    namespaces = [n for n in netns_list() if n.startswith(f"{prefix}-")]
-    pids: set[int] = set()
-    for ns in namespaces:
-        pids.update(netns_pids(ns))
-    # pid files of a half-made lab (a process whose namespace file is already gone)
+    all_namespaces = netns_list()
+    namespaces = [n for n in all_namespaces if n.startswith(f"{prefix}-")]
+    pids: set[int] = {p for found in pids_by_netns(namespaces).values() for p in found}
+    # pid files of a half-made lab (a process whose namespace file is already gone). Pids wrap, so a stale pid file
+    # may name a process of the machine or of another lab: only one in an unnamed namespace other than the
+    # machine's own is taken.
+    elsewhere = {_ns_id(f"/var/run/netns/{n}") for n in all_namespaces if n not in namespaces}
+    elsewhere.add(_ns_id("/proc/1/ns/net"))
     pidfiles = [*sdir.glob("hosts/*/*.pid"), *sdir.glob("hosts/*/pods/*.pid")] if sdir.exists() else []
     for pidfile in pidfiles:
         try:
             pid = int(pidfile.read_text().split()[0])
         except (OSError, ValueError, IndexError):
             continue
-        if comm(pid) in OUR_COMMS:
+        if comm(pid) in OUR_COMMS and _ns_id(f"/proc/{pid}/ns/net") not in elsewhere:
             pids.add(pid)
     for h in state.get("hosts", {}).values():
         pid = int(h.get("anchor_pid") or 0)
@@ -67,6 +88,7 @@ def down(site: str | Path, *, prefix: str | None = None) -> dict[str, Any]:
             run(["ip", "link", "del", link], check=False)
             report["links"].append(link)
     report["guard_route_removed"] = remove_guard_route_if_unused()
+    report["neighbour_limits_restored"] = restore_neighbour_limits()
 
     for m in state.get("created_mountpoints", []):
         path = Path(m)

@@ -21,7 +21,7 @@ from . import state as st
 from . import upstream
 from .daemons import FRR_DAEMONS_FILE, VTYSH_CONF, svc, svc_path, write_svc
 from .hosts import MOUNTS, keygen, setup_script, sshd_config, start_sshd, write_hardware, write_known_hosts
-from .netns import LabError, add_guard_route, ip_batch, netns_list, run, wait_pidfile
+from .netns import LabError, add_guard_route, ip_batch, netns_list, raise_neighbour_limits, run, wait_pidfile
 from .pods import create as create_pod
 from .pods import pod_names
 from .topology import MGMT_IF, LabHost, Topology, derive, mgmt_network, sample
@@ -306,6 +306,7 @@ def up(site: str | Path, *, bare: bool = False, prefix: str | None = None, pods_
         root.append(f"link add {li.a.ifname} netns {a.ns} type veth peer name {li.b.ifname} netns {b.ns}")
     ip_batch(root)
     add_guard_route()
+    state["neighbour_limits"] = raise_neighbour_limits(len(topo.hosts))
     mark("namespaces and links")
 
     for h in topo.hosts:

@@ -55,10 +55,21 @@ def mid() -> Iterator[dict[str, Any]]:
         TIMINGS["up"] = time.monotonic() - t0
         yield state
     finally:
+        from provisioner.lab.netns import NEIGH_SAVED, root_links
+
+        saved = json.loads(NEIGH_SAVED.read_text()) if NEIGH_SAVED.exists() else None
         t0 = time.monotonic()
         down(MID)
         TIMINGS["down"] = time.monotonic() - t0
+        if saved and not any(link.endswith("-mgmt") for link in root_links()):  # the last lab gives them back
+            assert _neighbour_limits() == saved and not NEIGH_SAVED.exists()
         print("\nmid site timings: " + ", ".join(f"{k} {v:.0f}s" for k, v in TIMINGS.items()))
+
+
+def _neighbour_limits() -> dict[str, int]:
+    from provisioner.lab.netns import NEIGH_THRESH
+
+    return {k: int((NEIGH_THRESH / k).read_text()) for k in ("gc_thresh1", "gc_thresh2", "gc_thresh3")}
 
 
 def test_mid_site_converges_with_wide_ecmp_and_two_spines(mid):
@@ -67,6 +78,8 @@ def test_mid_site_converges_with_wide_ecmp_and_two_spines(mid):
     print(f"\nmid up {TIMINGS['up']:.0f}s ({len(mid['hosts'])} hosts, {len(mid['pods'])} pods), "
           f"verify {seconds:.0f}s ({len(data['checks'])} checks)")
     assert rc == 0 and data["ok"], _failed(data)
+    # the kernel's one ARP table for all namespaces (1024 entries by default) has room for every host's peers
+    assert _neighbour_limits()["gc_thresh3"] >= 16 * len(mid["hosts"])
     checks = {c["name"]: c for c in data["checks"]}
     assert sum(c["kind"] == "bgp" for c in data["checks"]) == len(PLAN.sessions)
     assert len({p["node"] for p in mid["pods"].values()}) == len(PLAN.tors)  # one pod in every rack

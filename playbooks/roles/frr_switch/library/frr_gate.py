@@ -3,15 +3,11 @@
 
 from __future__ import annotations
 
-import grp
-import hashlib
 import json
-import os
-import pwd
-import stat
 import time
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.provisioner_files import file_facts
 
 DOCUMENTATION = r"""
 module: frr_gate
@@ -54,30 +50,6 @@ def parse_neighbors(text: str) -> dict[str, dict]:
         peers[addr] = {"state": peer.get("bgpState"), "remote_as": remote, "ebgp": ebgp,
                        "description": peer.get("nbrDesc")}
     return peers
-
-
-def file_facts(path: str) -> dict:
-    """sha1, owner, group and mode of a file, as ``copy`` would compare them; ``exists: false`` if absent."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return {"exists": False}
-    if not stat.S_ISREG(st.st_mode):
-        return {"exists": False}
-    h = hashlib.sha1()  # the checksum copy uses
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(65536), b""):
-            h.update(chunk)
-    try:
-        owner = pwd.getpwuid(st.st_uid).pw_name
-    except KeyError:
-        owner = str(st.st_uid)
-    try:
-        group = grp.getgrgid(st.st_gid).gr_name
-    except KeyError:
-        group = str(st.st_gid)
-    return {"exists": True, "checksum": h.hexdigest(), "owner": owner, "group": group,
-            "mode": f"{stat.S_IMODE(st.st_mode):04o}"}
 
 
 def main() -> None:
