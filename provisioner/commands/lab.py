@@ -86,6 +86,12 @@ def up(site: Path, bare: bool, pods: str, health: str, ssh: str, timeout: float)
     try:
         state = _guard(lambda: up_mod.up(site, bare=bare, pods_per_node=pods, health=health,
                                                      ssh=ssh, log=click.echo))
+    except click.exceptions.Exit as exc:
+        if exc.exit_code == 2:  # refused before anything was made (bad input, a lab already up): leave all as it is
+            raise
+        click.echo("lab up failed; removing what it made (lab down)", err=True)
+        down_fn(site)
+        raise
     except BaseException:
         click.echo("lab up failed; removing what it made (lab down)", err=True)
         down_fn(site)

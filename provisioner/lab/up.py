@@ -21,7 +21,16 @@ from . import state as st
 from . import upstream
 from .daemons import FRR_DAEMONS_FILE, VTYSH_CONF, svc, svc_path, write_svc
 from .hosts import MOUNTS, keygen, setup_script, sshd_config, start_sshd, write_hardware, write_known_hosts
-from .netns import LabError, add_guard_route, ip_batch, netns_list, raise_neighbour_limits, run, wait_pidfile
+from .netns import (
+    LabError,
+    LabUsageError,
+    add_guard_route,
+    ip_batch,
+    netns_list,
+    raise_neighbour_limits,
+    run,
+    wait_pidfile,
+)
 from .pods import create as create_pod
 from .pods import pod_names
 from .topology import MGMT_IF, LabHost, Topology, derive, mgmt_network, sample
@@ -258,6 +267,9 @@ def up(site: str | Path, *, bare: bool = False, prefix: str | None = None, pods_
     node of each rack) or ``0``/``none``. ``health`` and ``ssh`` (``all``, ``sample``, ``none``): which nodes run
     the kube-proxy stand-in with anycast-healthchecker, and sshd (see :func:`ssh_hosts`)."""
     pods_per_node = "0" if pods_per_node == "none" else pods_per_node
+    if bare and (health, ssh) != ("all", "all"):
+        raise LabUsageError("--bare is the lab apply pushes to, and apply needs sshd and the health checker on "
+                            "every host: use --health all --ssh all with --bare")
     t0 = time.monotonic()
     timings: dict[str, float] = {}
 
@@ -271,8 +283,8 @@ def up(site: str | Path, *, bare: bool = False, prefix: str | None = None, pods_
     sdir = st.state_dir(site, topo.prefix)  # the site path: its project root holds .lab/
     leftovers = [n for n in netns_list() if n.startswith(f"{topo.prefix}-")]
     if leftovers or (sdir / "state.json").exists():
-        raise LabError(f"a lab with prefix {topo.prefix} is already up ({len(leftovers)} namespaces, state in {sdir});"
-                       f" run `provisioner lab down {site}` first")
+        raise LabUsageError(f"a lab with prefix {topo.prefix} is already up ({len(leftovers)} namespaces, state in "
+                            f"{sdir}); run `provisioner lab down {site}` first")
     artifacts = render(plan)
     options = {"health": health, "ssh": ssh, "pods": pods_per_node}
     state = _initial_state(plan, topo, sdir, str(compiled.source.directory.resolve()), bare, timings, options,

@@ -129,6 +129,13 @@ def test_mid_sampled_options_run_what_they_say(mid):
     from provisioner.lab import state as st
 
     assert st.load(MID)["failures"] == [], "a refused drill records nothing"
+    from provisioner.lab.netns import netns_list
+
+    namespaces = sorted(n for n in netns_list() if n.startswith(mid["prefix"] + "-"))
+    rc, _, err = run_cli("lab", "up", str(MID))  # typed twice at 3 a.m.: refused, and the running lab is left alone
+    assert rc == 2 and "already up" in err, err
+    assert sorted(n for n in netns_list() if n.startswith(mid["prefix"] + "-")) == namespaces
+    assert st.load(MID)["status"] == "up"
     sshd = {h for h, v in mid["hosts"].items() if v["ssh"]}
     assert sshd == {h for h, v in mid["hosts"].items() if v["role"] != "node"} | first
     from provisioner.lab.netns import comm, netns_pids
