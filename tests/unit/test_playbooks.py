@@ -19,6 +19,13 @@ BIN = Path(sys.executable).parent
 
 
 def _load(path: Path, name: str):
+    """A module of playbooks/ as Ansible would run it: ``ansible.module_utils.provisioner_files`` is the project's
+    playbooks/module_utils file (Ansible ships it with the module)."""
+    shared = "ansible.module_utils.provisioner_files"
+    if shared not in sys.modules:
+        utils = importlib.util.spec_from_file_location(shared, ROOT / "playbooks/module_utils/provisioner_files.py")
+        sys.modules[shared] = importlib.util.module_from_spec(utils)
+        utils.loader.exec_module(sys.modules[shared])
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
