@@ -38,7 +38,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from provisioner.lab.drill import drill  # noqa: E402
-from provisioner.lab.netns import netns_list  # noqa: E402
+from provisioner.lab.netns import comm as netns_comm  # noqa: E402
+from provisioner.lab.netns import netns_list, pids_by_netns  # noqa: E402
 from provisioner.lab.teardown import down  # noqa: E402
 from provisioner.lab.topology import lab_prefix  # noqa: E402
 from provisioner.lab.twin import differences, write_twin  # noqa: E402
@@ -61,19 +62,12 @@ def mem_available_mib() -> float:
 
 
 def lab_pids(prefix: str) -> list[int]:
-    pids: set[int] = set()
-    for ns in netns_list():
-        if ns.startswith(f"{prefix}-"):
-            out = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True).stdout
-            pids.update(int(p) for p in out.split())
-    return sorted(pids)
+    found = pids_by_netns(ns for ns in netns_list() if ns.startswith(f"{prefix}-"))
+    return sorted(p for pids in found.values() for p in pids)
 
 
 def comm(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/comm").read_text().strip()
-    except OSError:
-        return "?"
+    return netns_comm(pid) or "?"
 
 
 def memory(prefix: str) -> dict[str, Any]:

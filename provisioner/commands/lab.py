@@ -86,21 +86,16 @@ def up(site: Path, bare: bool, pods: str, health: str, ssh: str, timeout: float)
     try:
         state = _guard(lambda: up_mod.up(site, bare=bare, pods_per_node=pods, health=health,
                                                      ssh=ssh, log=click.echo))
-    except click.exceptions.Exit as exc:
-        if exc.exit_code == 2:  # refused before anything was made (bad input, a lab already up): leave all as it is
-            raise
-        click.echo("lab up failed; removing what it made (lab down)", err=True)
-        down_fn(site)
-        raise
-    except BaseException:
+    except BaseException as exc:
+        if isinstance(exc, click.exceptions.Exit) and exc.exit_code == 2:
+            raise  # refused before anything was made (bad input, a lab already up): leave everything as it is
         click.echo("lab up failed; removing what it made (lab down)", err=True)
         down_fn(site)
         raise
     click.echo(f"lab {state['site']} up in {state['up_seconds']:.1f}s: {len(state['hosts'])} hosts "
                f"(prefix {state['prefix']}); inventory overlay {state['state_dir']}/inventory.yml")
     if bare:
-        rows = [(name, h["role"], h["ns"], h["mgmt_address"] if h.get("ssh", True) else "-")
-                for name, h in sorted(state["hosts"].items())]
+        rows = [(name, h["role"], h["ns"], h["mgmt_address"]) for name, h in sorted(state["hosts"].items())]
         click.echo(text_table(("host", "role", "namespace", "ssh"), rows))
         click.echo("bare: FRR runs on the switches; BIRD and etcd are left to `provisioner apply`")
         return 0

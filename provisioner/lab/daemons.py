@@ -206,24 +206,18 @@ def running_services(state: dict[str, Any], host: str) -> list[str]:
     return [s for s in state["hosts"][host]["daemons"] if any(c in comms for c in PROCESSES[s])]
 
 
-def kill_services(state: dict[str, Any], host: str, services: Iterable[str] | None = None) -> list[str]:
-    """Kill the daemons of ``host`` (hard, like a crash); returns the services that were running."""
-    return kill_hosts(state, [host], services)[host]
-
-
-def kill_hosts(state: dict[str, Any], hosts: Iterable[str], services: Iterable[str] | None = None
-               ) -> dict[str, list[str]]:
-    """Kill the daemons of many hosts at once (one /proc scan, one grace period); host -> services that ran."""
+def kill_hosts(state: dict[str, Any], hosts: Iterable[str]) -> dict[str, list[str]]:
+    """Kill the daemons of ``hosts`` (hard, like a power cut) at once: one /proc scan, one grace period. Returns
+    host -> the services that were running."""
     hosts = list(hosts)
     by_ns = pids_by_netns(state["hosts"][h]["ns"] for h in hosts)
     was: dict[str, list[str]] = {}
     victims: list[int] = []
     for h in hosts:
-        wanted = set(services) if services is not None else set(state["hosts"][h]["daemons"])
-        names = {c for s in wanted for c in PROCESSES.get(s, ())}
         procs = [(p, comm(p)) for p in by_ns.get(state["hosts"][h]["ns"], [])]
         comms = {c for _, c in procs}
-        was[h] = [s for s in state["hosts"][h]["daemons"] if s in wanted and any(c in comms for c in PROCESSES[s])]
+        was[h] = [s for s in state["hosts"][h]["daemons"] if any(c in comms for c in PROCESSES[s])]
+        names = {c for s in state["hosts"][h]["daemons"] for c in PROCESSES[s]}
         victims += [p for p, c in procs if c in names]
     kill_pids(victims, grace=3)
     return was

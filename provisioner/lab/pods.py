@@ -9,7 +9,6 @@ Pod namespaces are named ``<prefix>-<node>-pod<N>``, so `lab down` removes them 
 from __future__ import annotations
 
 import json
-import os
 import time
 from ipaddress import IPv4Interface
 from pathlib import Path
@@ -18,22 +17,18 @@ from typing import Any
 from .cni import CniError, CniRuntime, add, addresses
 from .daemons import standin_command
 from .hosts import nsenter_argv
-from .netns import LabError, run, wait_pidfile
+from .netns import LabError, alive, in_netns, run, wait_pidfile
 
 CONFLIST = "/etc/cni/net.d/10-pods.conflist"
 
 
-def _in_netns(pid: int, ns: str, timeout: float) -> bool:
+def _entered(pid: int, ns: str, timeout: float) -> bool:
     """The pid file is written before `ip netns exec` enters the namespace: CNI must not run until the process
     is in it, or CNI_NETNS would name the machine's own namespace."""
-    want = os.stat(f"/var/run/netns/{ns}").st_ino
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if os.stat(f"/proc/{pid}/ns/net").st_ino == want:
-                return True
-        except OSError:
-            return False
+    while time.monotonic() < deadline and alive(pid):
+        if in_netns(pid, ns):
+            return True
         time.sleep(0.02)
     return False
 
@@ -56,7 +51,7 @@ def create(state: dict[str, Any], node: str, pod: str) -> dict[str, Any]:
     run(["setsid", "-f", "sh", "-c", 'echo $$ > "$1"; shift; exec "$@" >/dev/null 2>&1 </dev/null', "sh",
          str(pidfile), "ip", "netns", "exec", ns, python, standin, "pod", pod])
     pid = wait_pidfile(pidfile, 15)
-    if pid is None or not _in_netns(pid, ns, 15):
+    if pid is None or not _entered(pid, ns, 15):
         raise LabError(f"{pod}: the pod process did not start in its namespace")
     conflist = json.loads((Path(h["dir"]) / "root" / CONFLIST.lstrip("/")).read_text())
     runtime = CniRuntime(container_id=f"{state['prefix']}-{pod}", netns=f"/proc/{pid}/ns/net",

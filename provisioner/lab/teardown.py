@@ -5,7 +5,6 @@ files under the state directory, not only from state.json."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 from pathlib import Path
@@ -17,6 +16,7 @@ from .netns import (
     comm,
     kill_pids,
     netns_list,
+    ns_id,
     pids_by_netns,
     remove_guard_route_if_unused,
     restore_neighbour_limits,
@@ -42,14 +42,6 @@ def _mounted_anywhere(path: str) -> bool:
     return False
 
 
-def _ns_id(path: str) -> tuple[int, int] | None:
-    try:
-        st_ = os.stat(path)
-    except OSError:
-        return None
-    return st_.st_dev, st_.st_ino
-
-
 def down(site: str | Path, *, prefix: str | None = None) -> dict[str, Any]:
     prefix = lab_prefix(prefix)
     sdir = st.state_dir(site, prefix)
@@ -62,19 +54,23 @@ def down(site: str | Path, *, prefix: str | None = None) -> dict[str, Any]:
     # pid files of a half-made lab (a process whose namespace file is already gone). Pids wrap, so a stale pid file
     # may name a process of the machine or of another lab: only one in an unnamed namespace other than the
     # machine's own is taken.
-    elsewhere = {_ns_id(f"/var/run/netns/{n}") for n in all_namespaces if n not in namespaces}
-    elsewhere.add(_ns_id("/proc/1/ns/net"))
+    elsewhere = {ns_id(f"/var/run/netns/{n}") for n in all_namespaces if n not in namespaces}
+    elsewhere.add(ns_id("/proc/1/ns/net"))
+
+    def ours(pid: int, comms: frozenset[str] | set[str]) -> bool:
+        return comm(pid) in comms and ns_id(f"/proc/{pid}/ns/net") not in elsewhere
+
     pidfiles = [*sdir.glob("hosts/*/*.pid"), *sdir.glob("hosts/*/pods/*.pid")] if sdir.exists() else []
     for pidfile in pidfiles:
         try:
             pid = int(pidfile.read_text().split()[0])
         except (OSError, ValueError, IndexError):
             continue
-        if comm(pid) in OUR_COMMS and _ns_id(f"/proc/{pid}/ns/net") not in elsewhere:
+        if ours(pid, OUR_COMMS):
             pids.add(pid)
     for h in state.get("hosts", {}).values():
         pid = int(h.get("anchor_pid") or 0)
-        if pid and comm(pid) == "sleep":
+        if pid and ours(pid, {"sleep"}):
             pids.add(pid)
     kill_pids(pids, grace=5)
     report["processes"] = len(pids)

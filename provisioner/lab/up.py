@@ -318,7 +318,7 @@ def up(site: str | Path, *, bare: bool = False, prefix: str | None = None, pods_
         root.append(f"link add {li.a.ifname} netns {a.ns} type veth peer name {li.b.ifname} netns {b.ns}")
     ip_batch(root)
     add_guard_route()
-    state["neighbour_limits"] = raise_neighbour_limits(len(topo.hosts))
+    raise_neighbour_limits(len(topo.hosts))
     mark("namespaces and links")
 
     for h in topo.hosts:
